@@ -1,0 +1,113 @@
+"""The three forward constructions of the paper and the one sampler that walks each of them.
+
+Flow-matching convention of FLUX and Wan: t=1 is noise, t=0 is data, z_t = (1-t) x0 + t eps,
+velocity v = eps - x0, so the backbone's clean estimate is x0_hat = z_t - sigma * v (eq. 2).
+
+Every construction below is one line of coefficients: a state is
+
+    z = c_deg(t) * z_deg + c_clean(t) * z_clean + sigma(t) * eps
+
+and sigma(t) is the noise level the frozen backbone is told. t runs over (0, T0].
+Training draws one t, builds z and asks the backbone for x0_hat (eq. 7 / 10).
+Sampling starts from the degraded end (t = T0, where c_clean = 0 for all three) and walks
+the *same* family of states down to t ~ 0: that alignment is the paper's point (Sec. 3.2).
+"""
+import torch
+
+T0 = 0.4      # start noise level of the bridge (paper Sec. 4.4; ablated 0.1..0.6)
+T_MIN = 1e-4  # last grid point of the sampler (authors' release)
+STEPS = 20    # grid points = backbone calls per prompt (authors' release)
+BRIDGES = ("naive", "ddbm", "ebr")
+
+
+def _ddbm_T(t0):
+    # DDBM's VE bridge has s_max = T/2 at mid-way. We pick T so that the largest noise
+    # level the backbone sees, s/(1+s), equals T0: the same top noise as the other two.
+    return 2 * t0 / (1 - t0)
+
+
+def coefficients(bridge, t, t0=T0):
+    """(c_deg, c_clean, sigma) of a construction at time t (tensor, any shape)."""
+    if bridge == "naive":
+        # eq. (1): z_t = (1-t) z_deg + t eps. The signal stays anchored at z_deg.
+        return 1 - t, torch.zeros_like(t), t
+    if bridge == "ddbm":
+        # eqs. (3)-(6): DDBM's VE bridge z = a z_deg + b z_clean + s eps, tau in [0, T],
+        # a = tau^2/T^2, b = 1 - a, s^2 = tau^2 (1 - tau^2/T^2); tau/T = t/T0.
+        # Put in eq.-1 form: sigma = s/(1+s), y = (1-sigma)(a z_deg + b z_clean) + sigma eps.
+        T = _ddbm_T(t0)
+        r2 = (t / t0) ** 2
+        s = ((r2 * T**2) * (1 - r2)).clamp(min=0).sqrt()
+        sigma = s / (1 + s)
+        return (1 - sigma) * r2, (1 - sigma) * (1 - r2), sigma
+    if bridge == "ebr":
+        # eq. (9): z_t = (1-t)[(1 - t/T0) z_clean + (t/T0) z_deg] + t eps.
+        return (1 - t) * (t / t0), (1 - t) * (1 - t / t0), t
+    raise ValueError(f"unknown bridge {bridge!r}; choose one of {', '.join(BRIDGES)}")
+
+
+def _b(t, z):
+    """Broadcast a per-sample time [B] (or a scalar) against a latent [B, ...]."""
+    t = torch.as_tensor(t, dtype=torch.float32, device=z.device)
+    return t.reshape(-1, *([1] * (z.ndim - 1))) if t.ndim else t
+
+
+def forward(bridge, z_deg, z_clean, eps, t, t0=T0):
+    """A training state of the construction and the noise level to give the backbone."""
+    c_deg, c_clean, sigma = coefficients(bridge, _b(t, z_deg), t0)
+    return c_deg * z_deg + c_clean * z_clean + sigma * eps, sigma.flatten() if sigma.ndim else sigma
+
+
+def sample_t(n, t0=T0, t_min=T_MIN, generator=None, device="cpu"):
+    """Training times t = t_min + (T0 - t_min) u, u ~ U(0, 1) (the authors' helper)."""
+    return t_min + (t0 - t_min) * torch.rand(n, generator=generator, device=device)
+
+
+def clean_estimate(z_t, sigma, v):
+    """x0_hat = z_t - sigma v (eq. 2): what the loss of eq. (7)/(10) compares to z_clean."""
+    return z_t - _b(sigma, z_t) * v
+
+
+def grid(t0=T0, t_min=T_MIN, steps=STEPS):
+    return torch.linspace(t0, t_min, steps).tolist()
+
+
+@torch.no_grad()
+def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory=None):
+    """Deterministic DDIM-like sampler on the construction's own family of states.
+
+    velocity(x, sigma) -> v is any function (one prompt, a mix, an oracle): the sampler never
+    knows about backbones. y is the degraded latent, eps the starting noise (seed it).
+    At each grid point: v, then x0 = x - sigma v, then the noise that state implies,
+    eps_hat = (x - c_deg y - c_clean x0) / sigma, then the next state of the same family
+    built from (y, x0, eps_hat). For 'ebr' this is exactly the authors' update rule.
+    Returns the clean estimate at the last grid point (never the last state: for 'naive'
+    that state is the degraded input again). `trajectory`, a list, collects (t, x, x0).
+    """
+    ts = grid(t0, t_min, steps)
+    c_deg, _, sigma = coefficients(bridge, torch.tensor(ts[0]), t0)
+    x = c_deg * y + sigma * eps  # c_clean(T0) = 0 for every construction
+    for i, t in enumerate(ts):
+        c_deg, c_clean, sigma = coefficients(bridge, torch.tensor(t), t0)
+        if sigma > 0:
+            x0 = x - sigma * velocity(x, torch.full((x.shape[0],), float(sigma)))
+            eps_hat = (x - c_deg * y - c_clean * x0) / sigma.clamp(min=T_MIN)
+        else:
+            # DDBM is pinned at z_deg with zero noise: the backbone sees no noise and its
+            # estimate would be x itself, so this point costs no call and keeps the seed noise.
+            x0, eps_hat = x, eps
+        if trajectory is not None:
+            trajectory.append((t, x.clone(), x0.clone()))
+        if i + 1 < len(ts):
+            c_deg, c_clean, sigma = coefficients(bridge, torch.tensor(ts[i + 1]), t0)
+            x = c_deg * y + c_clean * x0 + sigma * eps_hat
+    return x0
+
+
+def mixed(velocity_many):
+    """Mixed degradations (paper Sec. 3.3): average the velocities of several prompts.
+
+    velocity_many(x, sigma) returns [k, B, ...], one velocity per prompt from one batched
+    backbone call; the mix is their mean, then x0 = x - sigma * mean as usual.
+    """
+    return lambda x, sigma: velocity_many(x, sigma).mean(0)
