@@ -1,0 +1,246 @@
+"""Thin loaders for FLUX.1-dev (images) and Wan 2.1 T2V 1.3B (videos), and the tiny defaults.
+
+The rest of the repo sees one small interface and never the backbone's name:
+  bb.encode(pixels) -> latents     pixels in [-1, 1]: [B,3,H,W] (image) or [B,3,F,H,W] (video)
+  bb.decode(latents) -> pixels     with each VAE's own normalization
+  bb.velocity(x, sigma, prompts)   one batched call, [k, B, ...] for k prompts (None = bare)
+  bb.new_prompt(task=...)          a zero-gate prompt of the right shape
+  bb.video, bb.multiple, bb.frames_ok(n), bb.context (the cached null-text context)
+Everything FLUX- or Wan-specific (latent packing, ids, pooled projection, guidance, timestep
+convention, VAE scaling) lives in this file and nowhere else.
+"""
+import json
+import os
+
+import torch
+from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel
+
+import prompt as prompt_lib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HUB = {"flux": "black-forest-labs/FLUX.1-dev", "wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}
+TINY = {"tiny-flux": os.path.join(HERE, "weights", "tiny-flux"),
+        "tiny-wan": os.path.join(HERE, "weights", "tiny-wan")}
+DEFAULT = {"image": "tiny-flux", "video": "tiny-wan"}
+CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were made for
+
+
+class Backbone:
+    video = False
+
+    def __init__(self, name, transformer, vae, context, device, dtype):
+        self.name, self.transformer, self.vae = name, transformer, vae
+        self.device, self.dtype = torch.device(device), dtype
+        self.context = context.to(self.device, dtype)  # [1, L, text_dim], the null text
+        for m in (transformer, vae):
+            m.requires_grad_(False).eval()
+        self.injector = prompt_lib.Injector(transformer)
+        self.text = None  # (tokenizer, encoder) kept only when asked for (notebooks, pre-training)
+
+    # ----------------------------------------------------------------- prompts
+    @property
+    def prompt_shape(self):
+        return self.context.shape[1], self.injector.dim, self.injector.num_gates
+
+    def new_prompt(self, **meta):
+        return prompt_lib.Prompt(*self.prompt_shape, backbone=self.name, **meta).to(self.device)
+
+    def check(self, p):
+        self.injector.check(p, self.prompt_shape[0], self.name)
+        return p.to(self.device)
+
+    def velocity(self, x, sigma, prompts=(None,), context=None):
+        """v for each prompt, from one batched call: [k, B, ...].
+
+        sigma: [B] noise levels in [0, 1] (continuous; the timestep convention is applied
+        here). context: a text context [B or 1, L, text_dim] instead of the null text.
+        """
+        prompts = list(prompts)
+        k = len(prompts)
+        for p in prompts:
+            if p is not None:
+                self.check(p)
+        xs = x.to(self.device, self.dtype).repeat(k, *([1] * (x.ndim - 1)))
+        ctx = self.context if context is None else context.to(self.device, self.dtype)
+        ctx = ctx.expand(x.shape[0], -1, -1).repeat(k, 1, 1)  # [1 or B, L, D] -> [k*B, L, D]
+        self.injector.active = prompts
+        try:
+            v = self._call(xs, sigma.to(self.device).float().repeat(k), ctx)
+        finally:
+            self.injector.active = []
+        return v.float().reshape(k, *x.shape)
+
+
+class FluxBackbone(Backbone):
+    """FluxTransformer2DModel + AutoencoderKL (16 channels)."""
+
+    def __init__(self, name, transformer, vae, context, pooled, device, dtype):
+        super().__init__(name, transformer, vae, context, device, dtype)
+        self.pooled = pooled.to(self.device, dtype)
+        self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.multiple = self.vae_scale * 2  # latents are packed 2x2 into tokens
+
+    def encode(self, pixels):
+        z = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist.mode()
+        return ((z - (self.vae.config.shift_factor or 0)) * self.vae.config.scaling_factor).float()
+
+    def decode(self, z):
+        z = z.to(self.device, self.vae.dtype) / self.vae.config.scaling_factor + (self.vae.config.shift_factor or 0)
+        return self.vae.decode(z).sample.float()
+
+    @staticmethod
+    def pack(z):  # [B, C, H, W] -> [B, H/2 * W/2, 4C]
+        b, c, h, w = z.shape
+        return z.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+
+    @staticmethod
+    def unpack(x, h, w):  # inverse of pack
+        b, _, d = x.shape
+        return x.view(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, d // 4, h, w)
+
+    @staticmethod
+    def image_ids(h, w, device):  # row in channel 1, column in channel 2
+        ids = torch.zeros(h // 2, w // 2, 3, device=device)
+        ids[..., 1] = torch.arange(h // 2, device=device)[:, None]
+        ids[..., 2] = torch.arange(w // 2, device=device)[None, :]
+        return ids.reshape(-1, 3)
+
+    def _call(self, x, sigma, ctx):
+        h, w = x.shape[-2:]
+        # the release puts 1000 t on the grid 1000..1; the transformer multiplies by 1000 itself
+        t = (sigma * 1000).round().clamp(1, 1000) / 1000
+        guidance = torch.ones_like(t) if self.transformer.config.guidance_embeds else None
+        out = self.transformer(
+            hidden_states=self.pack(x), encoder_hidden_states=ctx,
+            pooled_projections=self.pooled.expand(x.shape[0], -1), timestep=t.to(self.dtype),
+            img_ids=self.image_ids(h, w, x.device), txt_ids=torch.zeros(ctx.shape[1], 3, device=x.device),
+            guidance=guidance, return_dict=False)[0]
+        return self.unpack(out, h, w)
+
+
+class WanBackbone(Backbone):
+    """WanTransformer3DModel + AutoencoderKLWan; videos [B, 3, F, H, W]."""
+    video = True
+
+    def __init__(self, name, transformer, vae, context, device, dtype):
+        super().__init__(name, transformer, vae, context, device, dtype)
+        cfg = vae.config
+        self.temporal = cfg.scale_factor_temporal
+        self.multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
+        self.mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
+        self.std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1).to(self.device)
+
+    def frames_ok(self, n):
+        return n >= 1 and (n - 1) % self.temporal == 0
+
+    def encode(self, pixels):
+        z = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist.mode().float()
+        return (z - self.mean) / self.std
+
+    def decode(self, z):
+        z = (z.to(self.device).float() * self.std + self.mean).to(self.vae.dtype)
+        return self.vae.decode(z).sample.float()
+
+    def _call(self, x, sigma, ctx):
+        t = (sigma * 1000).round().clamp(0, 999)  # Wan takes the raw integer timestep
+        return self.transformer(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
+
+
+# --------------------------------------------------------------------------- text encoders
+
+@torch.no_grad()
+def t5_context(tokenizer, encoder, texts, length, zero_pad):
+    """T5/UMT5 last hidden states at `length` tokens. Wan cuts each to its true length and
+    zero-pads back (zero_pad=True); FLUX keeps the pad tokens' states."""
+    tok = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True,
+                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    dev = next(encoder.parameters()).device
+    ids, mask = tok.input_ids.to(dev), tok.attention_mask.to(dev)
+    h = encoder(ids, attention_mask=mask if zero_pad else None).last_hidden_state
+    if zero_pad:
+        h = h * mask[..., None].to(h.dtype)
+    return h, mask
+
+
+def _folder_kind(path):
+    cfg = os.path.join(path, "transformer", "config.json")
+    if not os.path.isfile(cfg):
+        raise ValueError(f"{path} is not a diffusers model folder (no transformer/config.json); pass "
+                         f"--backbone flux|wan|tiny-flux|tiny-wan or a local FLUX/Wan folder")
+    cls = json.load(open(cfg))["_class_name"]
+    if cls == "FluxTransformer2DModel":
+        return "flux"
+    if cls == "WanTransformer3DModel":
+        return "wan"
+    raise ValueError(f"{path}: transformer {cls} is neither FLUX nor Wan")
+
+
+def _pretrained(cls, where, sub, **kw):
+    try:
+        return cls.from_pretrained(where, subfolder=sub, **kw)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"could not load {sub} of {where} ({str(e).splitlines()[0][:160]}). "
+                           f"With no hub access, download the model elsewhere and pass its local "
+                           f"folder: --backbone /path/to/folder") from None
+
+
+def load(backbone=None, video=False, device=None, keep_text_encoder=False):
+    """A Backbone from 'tiny-flux', 'tiny-wan', 'flux', 'wan', a hub id or a local folder.
+
+    No name: the shipped tiny default (images: tiny-flux, videos: tiny-wan). bf16 on GPU, fp32
+    on CPU. The text encoder runs once for the null context and is freed unless kept.
+    """
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
+
+    backbone = backbone or DEFAULT["video" if video else "image"]
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    where = TINY.get(backbone) or HUB.get(backbone) or backbone
+    if backbone in TINY and not os.path.isdir(where):
+        raise ValueError(f"{backbone} weights are missing at {where}; run `python pretrain.py` to make them")
+    hub = {v: k for k, v in HUB.items()}
+    if os.path.isdir(where):
+        kind = _folder_kind(where)
+    elif where in hub:
+        kind = hub[where]
+    else:
+        raise ValueError(f"backbone {backbone!r} is not a name (tiny-flux, tiny-wan, flux, wan), "
+                         f"one of the hub ids {', '.join(HUB.values())}, or an existing folder")
+    name = backbone if backbone in TINY or backbone in HUB else os.path.basename(os.path.normpath(where))
+    if kind == "flux":
+        tf = _pretrained(FluxTransformer2DModel, where, "transformer", torch_dtype=dtype)
+        vae = _pretrained(AutoencoderKL, where, "vae", torch_dtype=torch.float32)
+        tok = _pretrained(AutoTokenizer, where, "tokenizer_2")
+        enc = _pretrained(T5EncoderModel, where, "text_encoder_2", torch_dtype=dtype).to(device).eval()
+        length = min(CONTEXT_LEN["flux"], tok.model_max_length)
+        context, mask = t5_context(tok, enc, [""], length, zero_pad=False)
+        if os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where):
+            clip_tok = _pretrained(CLIPTokenizer, where, "tokenizer")
+            clip = _pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype).to(device).eval()
+            with torch.no_grad():
+                ids = clip_tok([""], padding="max_length", max_length=77, truncation=True,
+                               return_tensors="pt").input_ids.to(device)
+                pooled = clip(ids).pooler_output
+            del clip
+        else:
+            pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
+        bb = FluxBackbone(name, tf.to(device), vae.to(device), context, pooled, device, dtype)
+    else:
+        tf = _pretrained(WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
+        vae = _pretrained(AutoencoderKLWan, where, "vae", torch_dtype=torch.float32)
+        tok = _pretrained(AutoTokenizer, where, "tokenizer")
+        enc = _pretrained(UMT5EncoderModel, where, "text_encoder", torch_dtype=dtype).to(device).eval()
+        length = min(CONTEXT_LEN["wan"], tok.model_max_length)
+        context, _ = t5_context(tok, enc, [""], length, zero_pad=True)
+        bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
+    if keep_text_encoder:
+        bb.text = (tok, enc, length)
+    else:
+        del enc
+    return bb
+
+
+def tiny_pooled(hidden, mask):
+    """Pooled vector of the tiny FLUX (no CLIP): the mean of the T5 states over real tokens."""
+    m = mask[..., None].to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)

@@ -1,0 +1,59 @@
+"""Tiny random configs of the real classes (the sizes diffusers' own tests use) and helpers."""
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+SHARED = os.path.join(ROOT, "..", "shared")
+
+from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel  # noqa: E402
+
+import backbones  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def tiny_flux_parts(seed=0):
+    torch.manual_seed(seed)
+    tf = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    vae = AutoencoderKL(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D"] * 2,
+                        up_block_types=["UpDecoderBlock2D"] * 2, layers_per_block=1, latent_channels=16,
+                        norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159)
+    return tf, vae
+
+
+def tiny_wan_parts(seed=0):
+    torch.manual_seed(seed)
+    tf = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12,
+                               in_channels=16, out_channels=16, text_dim=32, freq_dim=256, ffn_dim=32,
+                               num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+                               rope_max_seq_len=32)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    return tf, vae
+
+
+@pytest.fixture
+def flux_bb():
+    tf, vae = tiny_flux_parts()
+    g = torch.Generator().manual_seed(1)
+    return backbones.FluxBackbone("test-flux", tf, vae, torch.randn(1, 8, 32, generator=g),
+                                  torch.randn(1, 32, generator=g), "cpu", torch.float32)
+
+
+@pytest.fixture
+def wan_bb():
+    tf, vae = tiny_wan_parts()
+    g = torch.Generator().manual_seed(1)
+    return backbones.WanBackbone("test-wan", tf, vae, torch.randn(1, 8, 32, generator=g), "cpu", torch.float32)
+
+
+def need_shared():
+    if not os.path.isdir(os.path.join(SHARED, "ypt")):
+        pytest.skip("../shared/ypt is absent: the authors' released prompts are not here")
+    return os.path.join(SHARED, "ypt")
