@@ -23,10 +23,18 @@ TINY = {"tiny-flux": os.path.join(HERE, "weights", "tiny-flux"),
         "tiny-wan": os.path.join(HERE, "weights", "tiny-wan")}
 DEFAULT = {"image": "tiny-flux", "video": "tiny-wan"}
 CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were made for
+# default working sizes: training crop (px), training clip length, largest image restored whole
+# (bigger ones go in overlapping tiles), video window (frames). The tiny ones are what they saw
+# in pre-training; the real ones are the authors' (FLUX 1024 px, Wan 480x832 x 33 frames).
+SIZES = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1),
+         "wan": dict(train_size=480, train_frames=33, tile=832, window=33),
+         "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1),
+         "tiny-wan": dict(train_size=64, train_frames=9, tile=64, window=9)}
 
 
 class Backbone:
     video = False
+    temporal = 1  # frames per latent frame
 
     def __init__(self, name, transformer, vae, context, device, dtype):
         self.name, self.transformer, self.vae = name, transformer, vae
@@ -77,6 +85,7 @@ class FluxBackbone(Backbone):
     def __init__(self, name, transformer, vae, context, pooled, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
         self.pooled = pooled.to(self.device, dtype)
+        self.__dict__.update(SIZES["flux"])  # load() replaces these for the tiny default
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.multiple = self.vae_scale * 2  # latents are packed 2x2 into tokens
 
@@ -125,6 +134,7 @@ class WanBackbone(Backbone):
     def __init__(self, name, transformer, vae, context, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
         cfg = vae.config
+        self.__dict__.update(SIZES["wan"])  # load() replaces these for the tiny default
         self.temporal = cfg.scale_factor_temporal
         self.multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
         self.mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
@@ -233,6 +243,9 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
         length = min(CONTEXT_LEN["wan"], tok.model_max_length)
         context, _ = t5_context(tok, enc, [""], length, zero_pad=True)
         bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
+    tiny = os.path.isfile(os.path.join(where, "pretrain.json"))
+    for key, val in SIZES[("tiny-" if tiny else "") + kind].items():
+        setattr(bb, key, val)
     if keep_text_encoder:
         bb.text = (tok, enc, length)
     else:

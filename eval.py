@@ -1,0 +1,158 @@
+"""Evaluate restoration: PSNR and SSIM (RGB and Y) per image, a CSV, a summary JSON, a table.
+
+    python eval.py --task=haze                              # held-out photos; degraded, bare, shipped prompt
+    python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
+
+Rows: the degraded input; the frozen backbone sampled from the same noisy degraded start with no
+prompt (gates at zero, EBR sampler); then each prompt with its own bridge and T0.
+Metrics are computed on uint8-quantized images. Y is MATLAB's rgb2ycbcr luma
+(16 + 65.481 R + 128.553 G + 24.966 B); SSIM uses the 11x11 Gaussian window (sigma 1.5,
+K1 0.01, K2 0.03) on each channel, averaged. Videos: the mean over frames.
+"""
+import csv
+import json
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import backbones
+import bridge
+import data
+import sample
+from cli import fail, parse
+
+# ---------------------------------------------------------------- config (override: --key=value)
+task = "haze"
+prompts = ""          # comma-separated prompt files or task names (default: the shipped prompt)
+backbone = ""
+video = False
+data_source = "heldout"   # --data: heldout | photos | folder | list.json (as in train.py)
+count = 0             # pairs to evaluate (0: all of heldout, 16 of other sources)
+size = 0              # crop size (0: the backbone's default training size)
+frames = 0
+bare = True           # include the frozen backbone with no prompt
+seed = 0
+out = ""              # folder for the CSV/JSON (default runs/eval-<backbone>-<task>)
+device = ""
+ALIASES = {"data": "data_source"}
+
+
+# ------------------------------------------------------------------------------ metrics
+
+def quantize(x):
+    """[0, 1] float -> the float values of its uint8 image."""
+    return (x.clamp(0, 1) * 255).round()
+
+
+def rgb_to_y(x255):
+    """MATLAB rgb2ycbcr luma of [3, ...] in 0..255 -> [1, ...] in 16..235."""
+    r, g, b = x255 / 255
+    return (16 + 65.481 * r + 128.553 * g + 24.966 * b)[None]
+
+
+def psnr(a255, b255):
+    mse = (a255 - b255).square().mean().item()
+    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def _gauss_window(size=11, sigma=1.5):
+    a = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-a**2 / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(a255, b255):
+    """Mean SSIM of [C, H, W] images in 0..255 (Wang et al. 2004), valid windows only."""
+    w = _gauss_window()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    a, b = a255.double()[:, None], b255.double()[:, None]
+    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
+    saa = F.conv2d(a * a, w) - mu_a**2
+    sbb = F.conv2d(b * b, w) - mu_b**2
+    sab = F.conv2d(a * b, w) - mu_a * mu_b
+    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
+    return m.mean().item()
+
+
+def metrics(pred, target):
+    """PSNR/SSIM in RGB and on Y of an image [3, H, W] or a clip [3, F, H, W] (mean over frames)."""
+    if pred.ndim == 4:
+        per = [metrics(pred[:, f], target[:, f]) for f in range(pred.shape[1])]
+        return {k: sum(p[k] for p in per) / len(per) for k in per[0]}
+    p, t = quantize(pred), quantize(target)
+    py, ty = rgb_to_y(p), rgb_to_y(t)
+    return dict(psnr=psnr(p, t), ssim=ssim(p, t), psnr_y=psnr(py, ty), ssim_y=ssim(py, ty))
+
+
+def perceptual_metrics():
+    """LPIPS, DISTS, CLIPIQA, MUSIQ need a library and downloaded weights: say which are absent."""
+    why = {}
+    try:
+        import pyiqa  # noqa: F401
+        why = {m: "pyiqa is installed, but its weights download at first use (no download here)"
+               for m in ("lpips", "dists", "clipiqa", "musiq")}
+    except ImportError:
+        why = {m: "needs the pyiqa package and its downloaded weights" for m in ("lpips", "dists", "clipiqa", "musiq")}
+    return why
+
+
+# ------------------------------------------------------------------------------ the loop
+
+def main():
+    global size, frames, out
+    bb = backbones.load(backbone or None, video=video, device=device or None)
+    size = size or bb.train_size
+    frames = frames or (bb.train_frames if bb.video else 1)
+    names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
+    ps = sample.resolve_prompts(bb, names)
+    n = count or (0 if data_source == "heldout" else 16)
+    pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
+    out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
+    os.makedirs(out, exist_ok=True)
+    methods = [("degraded", None, None, None)]
+    if bare:
+        methods.append(("bare backbone", None, "ebr", bridge.T0))
+    for name, p in zip(names, ps):
+        label = f"prompt {p.meta.get('bridge', 'ebr')}" + ("" if len(ps) == 1 else f" ({os.path.basename(name)})")
+        methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bridge.T0))))
+    rows = []
+    sample.seed = seed
+    for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):
+        for label, p, br, t0_ in methods:
+            if label == "degraded":
+                pred = deg
+            else:
+                pred = sample.restore(bb, deg, [p], br, t0_, desc=f"{i}")
+            rows.append(dict(index=i, method=label, **metrics(pred, clean)))
+    keys = ["psnr", "ssim", "psnr_y", "ssim_y"]
+    summary = {}
+    for label, *_ in methods:
+        sel = [r for r in rows if r["method"] == label]
+        summary[label] = {k: sum(r[k] for r in sel) / len(sel) for k in keys}
+    csv_path, json_path = os.path.join(out, "per_image.csv"), os.path.join(out, "summary.json")
+    with open(csv_path, "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=["index", "method"] + keys)
+        wr.writeheader()
+        wr.writerows(rows)
+    unavailable = perceptual_metrics()
+    json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pairs), size=size, seed=seed,
+                   summary=summary, unavailable=unavailable), open(json_path, "w"), indent=1)
+    print(f"\n{task} on {len(pairs)} {data_source} pairs ({bb.name}, {size} px), uint8-quantized:")
+    print(f"{'method':<24} {'PSNR':>7} {'SSIM':>7} {'PSNR-Y':>7} {'SSIM-Y':>7}")
+    for label, m in summary.items():
+        print(f"{label:<24} {m['psnr']:7.2f} {m['ssim']:7.4f} {m['psnr_y']:7.2f} {m['ssim_y']:7.4f}")
+    for k, why in unavailable.items():
+        print(f"{k}: unavailable: {why}")
+    print(f"wrote {csv_path} and {json_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    parse(globals(), sys.argv[1:], ALIASES)
+    with fail.guard():
+        main()

@@ -1,0 +1,120 @@
+"""Degradations, photos, file reading and writing."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import data
+import degrade
+
+
+def test_degradations_are_seeded_bounded_and_change_the_image():
+    x = data.eval_crops(64, 1)[0][1]
+    for task in degrade.TASKS:
+        a = degrade.degrade(task, x, torch.Generator().manual_seed(3))
+        b = degrade.degrade(task, x, torch.Generator().manual_seed(3))
+        c = degrade.degrade(task, x, torch.Generator().manual_seed(4))
+        assert a.shape == x.shape and torch.equal(a, b), task
+        assert 0 <= a.min() and a.max() <= 1
+        assert (a - x).abs().mean() > 0.005, task  # it degrades
+        assert not torch.equal(a, c), task  # parameters are random
+
+
+def test_degradation_directions():
+    x = data.eval_crops(64, 1)[0][1]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert degrade.degrade("lowlight", x, g()).mean() < 0.5 * x.mean()  # darker
+    haze = degrade.degrade("haze", x, g())
+    assert haze.mean() > x.mean() and haze.std() < x.std()  # brighter, less contrast
+    blur = degrade.degrade("blur", x, g())
+    hf = lambda y: (y[:, 1:] - y[:, :-1]).abs().mean()  # noqa: E731
+    assert hf(blur) < hf(x)
+
+
+def test_clip_degradation_keeps_one_scene():
+    clip = torch.rand(3, 5, 32, 32)
+    y = degrade.degrade("haze", clip, torch.Generator().manual_seed(0))
+    assert y.shape == clip.shape
+    frame_wise = [degrade.degrade("haze", clip[:, f], torch.Generator().manual_seed(0)) for f in range(2)]
+    assert torch.allclose(y[:, 0], frame_wise[0])  # same parameters for every frame of the clip
+
+
+def test_unknown_task():
+    with pytest.raises(ValueError, match="unknown task 'fog'"):
+        degrade.degrade("fog", torch.rand(3, 8, 8), torch.Generator())
+
+
+def test_held_out_photos_are_not_training_photos():
+    assert not set(data.HELD_OUT) & set(data.TRAIN_PHOTOS)
+    crops = data.eval_crops(64, 4)
+    assert len(crops) == 4 * len(data.HELD_OUT) and crops[0][1].shape == (3, 64, 64)
+
+
+def test_camera_clip_moves_smoothly():
+    g = torch.Generator().manual_seed(0)
+    clip = data.camera_clip(data.photo("astronaut"), 32, 9, g)
+    assert clip.shape == (3, 9, 32, 32)
+    step = (clip[:, 1:] - clip[:, :-1]).abs().mean()
+    assert 0 < step < (clip[:, 0] - data.camera_clip(data.photo("china"), 32, 9, g)[:, 0]).abs().mean()
+
+
+@pytest.mark.parametrize("mode,arr", [
+    ("L", np.full((9, 7), 128, np.uint8)),
+    ("RGBA", np.full((9, 7, 4), 200, np.uint8)),
+    ("I;16", np.full((9, 7), 65535, np.uint16)),
+    ("LA", np.full((9, 7, 2), 50, np.uint8)),
+])
+def test_read_image_modes(tmp_path, mode, arr):
+    path = str(tmp_path / "x.png")
+    im = Image.fromarray(arr)
+    assert im.mode == mode
+    im.save(path)
+    x = data.read_image(path)
+    assert x.shape == (3, 9, 7) and 0 <= x.min() <= x.max() <= 1
+    want = {"L": 128 / 255, "RGBA": 200 / 255, "I;16": 1.0, "LA": 50 / 255}[mode]
+    assert torch.allclose(x, torch.full_like(x, want), atol=1e-3)
+
+
+def test_bad_image_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"definitely not an image")
+    with pytest.raises(data.InputError, match="empty"):
+        data.read_image(str(tmp_path / "empty.png"))
+    with pytest.raises(data.InputError, match="not a readable image"):
+        data.read_image(str(tmp_path / "junk.png"))
+    with pytest.raises(data.InputError, match="no such file"):
+        data.read_image(str(tmp_path / "none.png"))
+
+
+def test_video_round_trip_and_bad_video(tmp_path):
+    clip = torch.rand(3, 5, 32, 48)
+    data.write_video(str(tmp_path / "c.mp4"), clip, 12.0)
+    back, fps = data.read_video(str(tmp_path / "c.mp4"))
+    assert back.shape == clip.shape and fps == pytest.approx(12.0)
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(data.InputError, match="not a readable video"):
+        data.read_video(str(tmp_path / "bad.mp4"))
+
+
+def test_writes_are_atomic_png(tmp_path):
+    data.write_image(str(tmp_path / "a.png"), torch.rand(3, 8, 8))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+    assert Image.open(tmp_path / "a.png").format == "PNG"
+
+
+def test_paired_folder_and_json(tmp_path):
+    for sub in ("input", "gt"):
+        (tmp_path / sub).mkdir()
+        for i in range(3):
+            data.write_image(str(tmp_path / sub / f"{i}.png"), torch.rand(3, 20, 24))
+    pairs = data.make_pairs(str(tmp_path), "haze", 4, 16, 1, torch.Generator().manual_seed(0))
+    assert len(pairs) == 4 and pairs[0][0].shape == (3, 16, 16)
+    lst = [{"image_path": f"input/{i}.png", "target_path": f"gt/{i}.png", "degradation": "rain",
+            "dataset": "x"} for i in range(3)]
+    (tmp_path / "list.json").write_text(__import__("json").dumps(lst))
+    assert len(data.make_pairs(str(tmp_path / "list.json"), "rain", 2, 16, 1, torch.Generator())) == 2
+    with pytest.raises(data.InputError, match="no entries for degradation 'snow'"):
+        data.make_pairs(str(tmp_path / "list.json"), "snow", 2, 16, 1, torch.Generator())
+    (tmp_path / "gt" / "2.png").unlink()
+    with pytest.raises(data.InputError, match="no matching ground truth"):
+        data.paired_folder(str(tmp_path))

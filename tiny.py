@@ -1,0 +1,51 @@
+"""The tiny default backbones: the same diffusers classes as FLUX.1-dev and Wan 2.1, small
+enough to pre-train on 2 CPU cores (pretrain.py) and to ship in the repo (weights/).
+
+tiny-flux: AutoencoderKL (16 latent channels, 4x) + FluxTransformer2DModel (2 double-stream and
+           6 single-stream blocks, 4 heads x 32) + a T5 encoder with the ByT5 tokenizer.
+tiny-wan:  AutoencoderKLWan (16 channels, 4x space, 4x time) + WanTransformer3DModel (6 blocks,
+           4 heads x 32) + a UMT5 encoder with the ByT5 tokenizer.
+The text encoders are random and frozen: a caption still gives its own context, which is all the
+conditioning pathway needs (ByT5 needs no vocabulary file, so nothing is downloaded).
+The tiny FLUX has no CLIP: its pooled vector is the mean of the T5 states (backbones.tiny_pooled).
+"""
+import torch
+from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel
+from transformers import ByT5Tokenizer, T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
+
+TEXT_LEN = 32  # text tokens (bytes) of the tiny models' context: the prompt has this many tokens
+TEXT = dict(vocab_size=384, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
+
+FLUX_VAE = dict(block_out_channels=[32, 64, 64], down_block_types=["DownEncoderBlock2D"] * 3,
+                up_block_types=["UpDecoderBlock2D"] * 3, layers_per_block=1, latent_channels=16,
+                norm_num_groups=32, mid_block_add_attention=False)
+FLUX_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=6, attention_head_dim=32,
+                        num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
+                        guidance_embeds=False, axes_dims_rope=[8, 12, 12])
+WAN_VAE = dict(base_dim=16, z_dim=16, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[True, True],
+               scale_factor_spatial=4, scale_factor_temporal=4)
+WAN_TRANSFORMER = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=16,
+                       out_channels=16, text_dim=64, freq_dim=64, ffn_dim=384, num_layers=6,
+                       cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64)
+
+
+def build(kind, seed=0):
+    """Fresh (random) parts of a tiny backbone: dict of transformer, vae, text_encoder, tokenizer."""
+    torch.manual_seed(seed)
+    tok = ByT5Tokenizer(model_max_length=TEXT_LEN)
+    if kind == "tiny-flux":
+        return dict(transformer=FluxTransformer2DModel(**FLUX_TRANSFORMER), vae=AutoencoderKL(**FLUX_VAE),
+                    text_encoder=T5EncoderModel(T5Config(**TEXT)).eval(), tokenizer=tok)
+    if kind == "tiny-wan":
+        return dict(transformer=WanTransformer3DModel(**WAN_TRANSFORMER), vae=AutoencoderKLWan(**WAN_VAE),
+                    text_encoder=UMT5EncoderModel(UMT5Config(**TEXT)).eval(), tokenizer=tok)
+    raise ValueError(f"unknown tiny backbone {kind!r}")
+
+
+def save(folder, parts, kind):
+    """The diffusers folder layout, so that backbones.load reads it like a real model folder."""
+    sub = "_2" if kind == "tiny-flux" else ""  # FLUX keeps T5 as its second text encoder
+    parts["transformer"].save_pretrained(f"{folder}/transformer")
+    parts["vae"].save_pretrained(f"{folder}/vae")
+    parts["text_encoder"].save_pretrained(f"{folder}/text_encoder{sub}")
+    parts["tokenizer"].save_pretrained(f"{folder}/tokenizer{sub}")
