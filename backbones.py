@@ -35,6 +35,8 @@ SIZES = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1),
 class Backbone:
     video = False
     temporal = 1  # frames per latent frame
+    pooled = None  # FLUX's pooled text vector
+    zero_pad_text = False  # Wan zeroes the text states past each text's true length
 
     def __init__(self, name, transformer, vae, context, device, dtype):
         self.name, self.transformer, self.vae = name, transformer, vae
@@ -61,7 +63,7 @@ class Backbone:
         """v for each prompt, from one batched call: [k, B, ...].
 
         sigma: [B] noise levels in [0, 1] (continuous; the timestep convention is applied
-        here). context: a text context [B or 1, L, text_dim] instead of the null text.
+        here). context: a text context from encode_text() instead of the null text.
         """
         prompts = list(prompts)
         k = len(prompts)
@@ -69,14 +71,26 @@ class Backbone:
             if p is not None:
                 self.check(p)
         xs = x.to(self.device, self.dtype).repeat(k, *([1] * (x.ndim - 1)))
-        ctx = self.context if context is None else context.to(self.device, self.dtype)
+        ctx = self.context if context is None else context["context"].to(self.device, self.dtype)
         ctx = ctx.expand(x.shape[0], -1, -1).repeat(k, 1, 1)  # [1 or B, L, D] -> [k*B, L, D]
+        pooled = self.pooled if context is None or context.get("pooled") is None else context["pooled"]
+        if pooled is not None:
+            pooled = pooled.to(self.device, self.dtype).expand(x.shape[0], -1).repeat(k, 1)
         self.injector.active = prompts
         try:
-            v = self._call(xs, sigma.to(self.device).float().repeat(k), ctx)
+            v = self._call(xs, sigma.to(self.device).float().repeat(k), ctx, pooled)
         finally:
             self.injector.active = []
         return v.float().reshape(k, *x.shape)
+
+    def encode_text(self, texts=None, embeds=None):
+        """The context of some texts, or of token embeddings `embeds` [B, L, d] fed through the
+        frozen text encoder (token-space prompting, notebook 01). Needs keep_text_encoder=True."""
+        if self.text is None:
+            raise RuntimeError("load the backbone with keep_text_encoder=True to encode text")
+        tok, enc, length = self.text
+        ctx, mask = t5_context(tok, enc, texts, length, self.zero_pad_text, embeds)
+        return dict(context=ctx, pooled=None if self.video else tiny_pooled(ctx, mask))
 
 
 class FluxBackbone(Backbone):
@@ -114,14 +128,14 @@ class FluxBackbone(Backbone):
         ids[..., 2] = torch.arange(w // 2, device=device)[None, :]
         return ids.reshape(-1, 3)
 
-    def _call(self, x, sigma, ctx):
+    def _call(self, x, sigma, ctx, pooled):
         h, w = x.shape[-2:]
         # the release puts 1000 t on the grid 1000..1; the transformer multiplies by 1000 itself
         t = (sigma * 1000).round().clamp(1, 1000) / 1000
         guidance = torch.ones_like(t) if self.transformer.config.guidance_embeds else None
         out = self.transformer(
             hidden_states=self.pack(x), encoder_hidden_states=ctx,
-            pooled_projections=self.pooled.expand(x.shape[0], -1), timestep=t.to(self.dtype),
+            pooled_projections=pooled, timestep=t.to(self.dtype),
             img_ids=self.image_ids(h, w, x.device), txt_ids=torch.zeros(ctx.shape[1], 3, device=x.device),
             guidance=guidance, return_dict=False)[0]
         return self.unpack(out, h, w)
@@ -130,6 +144,7 @@ class FluxBackbone(Backbone):
 class WanBackbone(Backbone):
     """WanTransformer3DModel + AutoencoderKLWan; videos [B, 3, F, H, W]."""
     video = True
+    zero_pad_text = True
 
     def __init__(self, name, transformer, vae, context, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
@@ -151,22 +166,26 @@ class WanBackbone(Backbone):
         z = (z.to(self.device).float() * self.std + self.mean).to(self.vae.dtype)
         return self.vae.decode(z).sample.float()
 
-    def _call(self, x, sigma, ctx):
+    def _call(self, x, sigma, ctx, pooled=None):
         t = (sigma * 1000).round().clamp(0, 999)  # Wan takes the raw integer timestep
         return self.transformer(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
 
 
 # --------------------------------------------------------------------------- text encoders
 
-@torch.no_grad()
-def t5_context(tokenizer, encoder, texts, length, zero_pad):
-    """T5/UMT5 last hidden states at `length` tokens. Wan cuts each to its true length and
-    zero-pads back (zero_pad=True); FLUX keeps the pad tokens' states."""
-    tok = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True,
-                    add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+def t5_context(tokenizer, encoder, texts, length, zero_pad, embeds=None):
+    """T5/UMT5 last hidden states at `length` tokens, of texts or of token embeddings.
+    Wan cuts each text to its true length and zero-pads back (zero_pad=True); FLUX keeps the
+    pad tokens' states (and gives the encoder no mask)."""
     dev = next(encoder.parameters()).device
-    ids, mask = tok.input_ids.to(dev), tok.attention_mask.to(dev)
-    h = encoder(ids, attention_mask=mask if zero_pad else None).last_hidden_state
+    if embeds is None:
+        tok = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True,
+                        add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+        mask = tok.attention_mask.to(dev)
+        embeds = encoder.get_input_embeddings()(tok.input_ids.to(dev))
+    else:
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=dev)
+    h = encoder(inputs_embeds=embeds, attention_mask=mask if zero_pad else None).last_hidden_state
     if zero_pad:
         h = h * mask[..., None].to(h.dtype)
     return h, mask
@@ -200,8 +219,6 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
     No name: the shipped tiny default (images: tiny-flux, videos: tiny-wan). bf16 on GPU, fp32
     on CPU. The text encoder runs once for the null context and is freed unless kept.
     """
-    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
-
     backbone = backbone or DEFAULT["video" if video else "image"]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
@@ -217,6 +234,17 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
         raise ValueError(f"backbone {backbone!r} is not a name (tiny-flux, tiny-wan, flux, wan), "
                          f"one of the hub ids {', '.join(HUB.values())}, or an existing folder")
     name = backbone if backbone in TINY or backbone in HUB else os.path.basename(os.path.normpath(where))
+    with torch.no_grad():  # the null context is computed once, with no graph
+        bb = _load(kind, where, name, device, dtype, keep_text_encoder)
+    tiny = os.path.isfile(os.path.join(where, "pretrain.json"))
+    for key, val in SIZES[("tiny-" if tiny else "") + kind].items():
+        setattr(bb, key, val)
+    return bb
+
+
+def _load(kind, where, name, device, dtype, keep_text_encoder):
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
+
     if kind == "flux":
         tf = _pretrained(FluxTransformer2DModel, where, "transformer", torch_dtype=dtype)
         vae = _pretrained(AutoencoderKL, where, "vae", torch_dtype=torch.float32)
@@ -227,10 +255,9 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
         if os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where):
             clip_tok = _pretrained(CLIPTokenizer, where, "tokenizer")
             clip = _pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype).to(device).eval()
-            with torch.no_grad():
-                ids = clip_tok([""], padding="max_length", max_length=77, truncation=True,
-                               return_tensors="pt").input_ids.to(device)
-                pooled = clip(ids).pooler_output
+            ids = clip_tok([""], padding="max_length", max_length=77, truncation=True,
+                           return_tensors="pt").input_ids.to(device)
+            pooled = clip(ids).pooler_output
             del clip
         else:
             pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
@@ -243,11 +270,8 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
         length = min(CONTEXT_LEN["wan"], tok.model_max_length)
         context, _ = t5_context(tok, enc, [""], length, zero_pad=True)
         bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
-    tiny = os.path.isfile(os.path.join(where, "pretrain.json"))
-    for key, val in SIZES[("tiny-" if tiny else "") + kind].items():
-        setattr(bb, key, val)
     if keep_text_encoder:
-        bb.text = (tok, enc, length)
+        bb.text = (tok, enc.requires_grad_(False), length)
     else:
         del enc
     return bb

@@ -18,7 +18,8 @@ TEXT = dict(vocab_size=384, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_hea
 
 FLUX_VAE = dict(block_out_channels=[32, 64, 64], down_block_types=["DownEncoderBlock2D"] * 3,
                 up_block_types=["UpDecoderBlock2D"] * 3, layers_per_block=1, latent_channels=16,
-                norm_num_groups=32, mid_block_add_attention=False)
+                norm_num_groups=8, mid_block_add_attention=False)  # 8 groups: 32 would be per-channel
+                # (instance) norm in the first block, which costs the decoder its colours
 FLUX_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=6, attention_head_dim=32,
                         num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
                         guidance_embeds=False, axes_dims_rope=[8, 12, 12])

@@ -54,6 +54,22 @@ def psnr(a, b):
     return -10 * math.log10(((a - b).square().mean().item()) + 1e-12)
 
 
+def train_step(bb, p, opt, zd, zc, g):
+    """One step: pairs from the cached latents, t and eps, the construction's state, the
+    backbone's clean estimate under the prompt, ||x0_hat - z_clean||^2, AdamW. Returns the loss."""
+    idx = torch.randint(len(zd), (batch,), generator=g)
+    z_deg, z_clean = zd[idx].to(bb.device), zc[idx].to(bb.device)
+    t = bridge.sample_t(batch, t0, generator=g)
+    eps = torch.randn(z_deg.shape, generator=g).to(bb.device)
+    z_t, sigma = bridge.forward(bridge_name, z_deg, z_clean, eps, t.to(bb.device), t0)
+    v = bb.velocity(z_t, sigma, [p])[0]
+    loss = (bridge.clean_estimate(z_t, sigma, v) - z_clean).square().mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 @torch.no_grad()
 def encode_pairs(bb, pairs, desc):
     """Pixel pairs -> (z_deg, z_clean) latents, computed once."""
@@ -119,6 +135,7 @@ def main():
     # ----- the prompt: the only thing that learns
     if grad_ckpt:
         bb.transformer.enable_gradient_checkpointing()
+    torch.manual_seed(seed)  # the bank's random init
     p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0)
     opt = torch.optim.AdamW(p.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed + 1)
@@ -147,17 +164,7 @@ def main():
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {task}", mininterval=2)
     for step in bar:
-        idx = torch.randint(len(zd), (batch,), generator=g)
-        z_deg, z_clean = zd[idx].to(bb.device), zc[idx].to(bb.device)
-        t = bridge.sample_t(batch, t0, generator=g)
-        eps = torch.randn(z_deg.shape, generator=g).to(bb.device)
-        z_t, sigma = bridge.forward(bridge_name, z_deg, z_clean, eps, t.to(bb.device), t0)
-        v = bb.velocity(z_t, sigma, [p])[0]
-        loss = (bridge.clean_estimate(z_t, sigma, v) - z_clean).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        log.append(loss.item())
+        log.append(train_step(bb, p, opt, zd, zc, g))
         bar.set_postfix(loss=f"{sum(log[-50:]) / len(log[-50:]):.4f}")
         if (step + 1) % val_every == 0 or step + 1 == steps:
             val_psnr, rec = validate(bb, p, vd, vc, val_clean, seed + 2)

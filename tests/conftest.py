@@ -57,3 +57,28 @@ def need_shared():
     if not os.path.isdir(os.path.join(SHARED, "ypt")):
         pytest.skip("../shared/ypt is absent: the authors' released prompts are not here")
     return os.path.join(SHARED, "ypt")
+
+
+def run(*args, cwd=ROOT):
+    """Run one of the repo's scripts as a user would; returns (exit code, stdout, stderr)."""
+    import subprocess
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
+    env.pop("YPT_DEBUG", None)
+    p = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="session")
+def random_tiny(tmp_path_factory):
+    """Folders of the shipped tiny architectures with random weights (what pretrain.py writes)."""
+    import json
+
+    import tiny
+    root = tmp_path_factory.mktemp("tiny")
+    out = {}
+    for kind in ("tiny-flux", "tiny-wan"):
+        folder = root / kind
+        tiny.save(str(folder), tiny.build(kind), kind)
+        (folder / "pretrain.json").write_text(json.dumps({"random": True}))
+        out[kind] = str(folder)
+    return out

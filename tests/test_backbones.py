@@ -95,3 +95,21 @@ def test_hub_load_offline_says_what_to_pass(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import time
     with pytest.raises(RuntimeError, match="pass its local folder"):
         backbones.load("flux", device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["flux", "wan"])
+def test_text_contexts_and_token_space_gradients(tmp_path, kind):
+    save_folder(tmp_path, kind)
+    bb = backbones.load(str(tmp_path), device="cpu", keep_text_encoder=True)
+    null = bb.encode_text([""])
+    assert torch.allclose(null["context"], bb.context, atol=1e-6)
+    other = bb.encode_text(["remove the haze"])
+    assert not torch.allclose(other["context"], bb.context)
+    # token-space prompting: embeddings at the encoder's input, gradients through the frozen encoder
+    tok, enc, length = bb.text
+    ids = tok(["remove the haze"], padding="max_length", max_length=length, return_tensors="pt").input_ids
+    U = enc.get_input_embeddings()(ids).detach().requires_grad_(True)
+    x = torch.randn(1, 16, 1, 4, 4) if bb.video else torch.randn(1, 16, 4, 4)
+    bb.velocity(x, torch.tensor([0.3]), context=bb.encode_text(embeds=U))[0].square().mean().backward()
+    assert U.grad is not None and U.grad.abs().sum() > 0
+    assert all(p.grad is None for p in enc.parameters())

@@ -1,0 +1,149 @@
+"""train.py, sample.py and eval.py end to end on tiny random backbones, and bad input."""
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import data
+import sample
+from conftest import run
+
+TRAIN = ["train.py", "--task=haze", "--pool=6", "--val_pairs=2", "--batch=2", "--size=32"]
+
+
+def test_train_writes_prompt_and_resume_continues_exactly(random_tiny, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    code, outp, err = run(*TRAIN, f"--backbone={random_tiny['tiny-flux']}", "--steps=4", "--val_every=2", f"--out={a}")
+    assert code == 0, err
+    assert "trainable numbers" in outp and "val PSNR" in outp
+    assert (a / "haze.safetensors").is_file() and (a / "haze_val.png").is_file()
+    code, _, err = run(*TRAIN, f"--backbone={random_tiny['tiny-flux']}", "--steps=2", "--val_every=2", f"--out={b}")
+    assert code == 0, err
+    code, outp, err = run(*TRAIN, f"--backbone={random_tiny['tiny-flux']}", "--steps=4", "--val_every=2",
+                          f"--out={b}", "--resume")
+    assert code == 0, err
+    assert "resumed from" in outp
+    pa, pb = load_file(a / "haze.safetensors"), load_file(b / "haze.safetensors")
+    assert torch.equal(pa["bank"], pb["bank"]) and torch.equal(pa["gates"], pb["gates"])
+    assert pa["gates"].abs().sum() > 0  # it did learn something
+    ck_a = torch.load(a / "haze.ckpt.pt", weights_only=True)
+    ck_b = torch.load(b / "haze.ckpt.pt", weights_only=True)
+    assert ck_a["log"] == ck_b["log"]  # the same losses, step for step
+
+
+def test_train_on_video_backbone(random_tiny, tmp_path):
+    code, outp, err = run("train.py", "--task=rain", f"--backbone={random_tiny['tiny-wan']}", "--steps=2",
+                          "--pool=2", "--val_pairs=1", "--batch=1", "--size=32", "--frames=5", f"--out={tmp_path}")
+    assert code == 0, err
+    assert "(3, 5, 32, 32) px" in outp
+
+
+@pytest.fixture(scope="module")
+def prompts(random_tiny, tmp_path_factory):
+    """Random non-zero prompts for both random tiny backbones, as files."""
+    import backbones
+    import prompt as prompt_lib
+    d = tmp_path_factory.mktemp("prompts")
+    out = {}
+    for kind in ("tiny-flux", "tiny-wan"):
+        bb = backbones.load(random_tiny[kind], device="cpu")
+        for task in ("haze", "rain"):
+            p = bb.new_prompt(task=task, bridge="ebr", t0=0.4)
+            with torch.no_grad():
+                p.gates.fill_(0.3)
+            path = d / f"{kind}-{task}.safetensors"
+            prompt_lib.save(p, path)
+            out[kind, task] = str(path)
+    return out
+
+
+def test_sample_image_any_size_mixed(random_tiny, prompts, tmp_path):
+    src = tmp_path / "in.jpg"
+    data.write_image(str(src), torch.rand(3, 29, 37))
+    tasks = f"{prompts['tiny-flux', 'haze']},{prompts['tiny-flux', 'rain']}"
+    code, outp, err = run("sample.py", str(src), f"--tasks={tasks}", f"--backbone={random_tiny['tiny-flux']}")
+    assert code == 0, err
+    dst = tmp_path / "in_restored_tiny-flux-haze+tiny-flux-rain.png"
+    assert dst.is_file() and data.read_image(str(dst)).shape == (3, 29, 37)
+
+
+def test_sample_video_odd_frames_and_windows(random_tiny, prompts, tmp_path):
+    for n in (2, 11):  # 2 frames: padded to 5 and trimmed; 11: two overlapping windows of 9
+        src = tmp_path / f"clip{n}.mp4"
+        data.write_video(str(src), torch.rand(3, n, 24, 40), 10.0)
+        dst = tmp_path / f"out{n}.mp4"
+        code, _, err = run("sample.py", str(src), f"--tasks={prompts['tiny-wan', 'rain']}",
+                           f"--backbone={random_tiny['tiny-wan']}", f"--out={dst}", "--seed=3")
+        assert code == 0, err
+        clip, fps = data.read_video(str(dst))
+        assert clip.shape == (3, n, 24, 40) and fps == pytest.approx(10.0)
+
+
+def test_sample_folder_to_folder(random_tiny, prompts, tmp_path):
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        data.write_image(str(tmp_path / "in" / f"{i}.png"), torch.rand(3, 16, 16))
+    code, _, err = run("sample.py", str(tmp_path / "in"), f"--tasks={prompts['tiny-flux', 'haze']}",
+                       f"--backbone={random_tiny['tiny-flux']}", f"--out={tmp_path / 'out'}")
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "out")) == [f"{i}_restored_tiny-flux-haze.png" for i in range(2)]
+
+
+def test_seed_seeds_the_sampler(random_tiny, prompts, tmp_path):
+    src = tmp_path / "in.png"
+    data.write_image(str(src), torch.rand(3, 16, 16))
+    outs = []
+    for i, s in enumerate((1, 1, 2)):
+        dst = tmp_path / f"o{i}.png"
+        code, _, err = run("sample.py", str(src), f"--tasks={prompts['tiny-flux', 'haze']}",
+                           f"--backbone={random_tiny['tiny-flux']}", f"--out={dst}", f"--seed={s}")
+        assert code == 0, err
+        outs.append(data.read_image(str(dst)))
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+
+
+def test_tiled_velocity_blends_exactly():
+    # a pointwise velocity gives the same answer tiled or whole: the blending weights sum to one
+    f = lambda x, s: torch.stack([torch.sin(x) * s.reshape(-1, *[1] * (x.ndim - 1)), x**2])  # noqa: E731
+    x, s = torch.randn(2, 4, 20, 26), torch.tensor([0.3, 0.2])
+    v = sample.tiled(f, x.shape, [8, 8], k=2)
+    assert v is not f and torch.allclose(v(x, s), f(x, s), atol=1e-6)
+    clip = torch.randn(1, 4, 7, 8, 8)
+    v = sample.tiled(f, clip.shape, [3, 8, 8], k=2)  # windows of 3 latent frames
+    assert torch.allclose(v(clip, s[:1]), f(clip, s[:1]), atol=1e-6)
+
+
+def bad(args, tmp_path, match):
+    before = set(os.listdir(tmp_path))
+    code, outp, err = run(*args)
+    assert code == 2, (outp, err)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and match in lines[0], err
+    assert "Traceback" not in err
+    assert set(os.listdir(tmp_path)) == before  # nothing half-written
+
+
+def test_bad_inputs_get_one_line_errors(random_tiny, prompts, tmp_path):
+    bbf = f"--backbone={random_tiny['tiny-flux']}"
+    haze = f"--tasks={prompts['tiny-flux', 'haze']}"
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "junk.png").write_bytes(b"not an image at all")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all")
+    data.write_image(str(tmp_path / "ok.png"), torch.rand(3, 16, 16))
+    data.write_image(str(tmp_path / "tiny.png"), torch.rand(3, 3, 5))
+    bad(["sample.py", str(tmp_path / "empty.png"), haze, bbf], tmp_path, "empty")
+    bad(["sample.py", str(tmp_path / "junk.png"), haze, bbf], tmp_path, "not a readable image")
+    bad(["sample.py", str(tmp_path / "junk.mp4"), f"--tasks={prompts['tiny-wan', 'haze']}",
+         f"--backbone={random_tiny['tiny-wan']}"], tmp_path, "not a readable video")
+    bad(["sample.py", str(tmp_path / "tiny.png"), haze, bbf], tmp_path, "too small")
+    bad(["sample.py", str(tmp_path / "ok.png"), "--tasks=fog", bbf], tmp_path, "unknown task 'fog'")
+    bad(["sample.py", str(tmp_path / "ok.png"), f"--tasks={prompts['tiny-wan', 'haze']}", bbf], tmp_path,
+        "was made for")
+    bad(["sample.py", str(tmp_path / "ok.png"), haze, bbf, f"--out={tmp_path / 'ok.png'}"], tmp_path,
+        "would overwrite the input")
+    bad(["sample.py", str(tmp_path / "missing.png"), haze, bbf], tmp_path, "no such file")
+    bad(["sample.py", str(tmp_path / "ok.png"), haze, "--backbone=/nowhere"], tmp_path, "not a name")
+    bad(["train.py", "--task=fog", bbf, "--steps=1", f"--out={tmp_path / 'ok.png'}"], tmp_path, "unknown task")
+    bad(["train.py", "--bridge=ddim", bbf], tmp_path, "unknown bridge")
+    bad(["train.py", "--stepz=3"], tmp_path, "unknown option --stepz")
