@@ -245,13 +245,18 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
 def _load(kind, where, name, device, dtype, keep_text_encoder):
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
 
-    if kind == "flux":
-        tf = _pretrained(FluxTransformer2DModel, where, "transformer", torch_dtype=dtype)
-        vae = _pretrained(AutoencoderKL, where, "vae", torch_dtype=torch.float32)
-        tok = _pretrained(AutoTokenizer, where, "tokenizer_2")
-        enc = _pretrained(T5EncoderModel, where, "text_encoder_2", torch_dtype=dtype).to(device).eval()
-        length = min(CONTEXT_LEN["flux"], tok.model_max_length)
-        context, mask = t5_context(tok, enc, [""], length, zero_pad=False)
+    flux = kind == "flux"
+    tf = _pretrained(FluxTransformer2DModel if flux else WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
+    vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=torch.float32)
+    sub = "_2" if flux else ""  # FLUX's T5 is its second text encoder; Wan has only UMT5
+    tok = _pretrained(AutoTokenizer, where, f"tokenizer{sub}")
+    enc = _pretrained(T5EncoderModel if flux else UMT5EncoderModel, where, f"text_encoder{sub}",
+                      torch_dtype=dtype).to(device).eval()
+    length = min(CONTEXT_LEN[kind], tok.model_max_length)
+    context, mask = t5_context(tok, enc, [""], length, zero_pad=not flux)
+    if not flux:
+        bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
+    else:
         if os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where):
             clip_tok = _pretrained(CLIPTokenizer, where, "tokenizer")
             clip = _pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype).to(device).eval()
@@ -262,14 +267,6 @@ def _load(kind, where, name, device, dtype, keep_text_encoder):
         else:
             pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
         bb = FluxBackbone(name, tf.to(device), vae.to(device), context, pooled, device, dtype)
-    else:
-        tf = _pretrained(WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
-        vae = _pretrained(AutoencoderKLWan, where, "vae", torch_dtype=torch.float32)
-        tok = _pretrained(AutoTokenizer, where, "tokenizer")
-        enc = _pretrained(UMT5EncoderModel, where, "text_encoder", torch_dtype=dtype).to(device).eval()
-        length = min(CONTEXT_LEN["wan"], tok.model_max_length)
-        context, _ = t5_context(tok, enc, [""], length, zero_pad=True)
-        bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
     if keep_text_encoder:
         bb.text = (tok, enc.requires_grad_(False), length)
     else:

@@ -111,10 +111,11 @@ class Injector:
             blocks = list(transformer.transformer_blocks)
             singles = list(transformer.single_transformer_blocks)
             for l, b in enumerate(blocks):
-                self.handles.append(b.attn.register_forward_pre_hook(self._flux_double(l), with_kwargs=True))
+                self.handles.append(b.attn.register_forward_pre_hook(
+                    self._flux(l, "encoder_hidden_states"), with_kwargs=True))
             for j, b in enumerate(singles):
                 self.handles.append(b.attn.register_forward_pre_hook(
-                    self._flux_single(len(blocks) + j), with_kwargs=True))
+                    self._flux(len(blocks) + j, "hidden_states"), with_kwargs=True))
             self.num_gates = len(blocks) + len(singles)
         elif isinstance(transformer, WanTransformer3DModel):
             self.dim = transformer.config.num_attention_heads * transformer.config.attention_head_dim
@@ -157,27 +158,19 @@ class Injector:
         bank, gates = self._per_sample
         return gates[:, l].reshape(-1, 1, 1), bank
 
-    def _flux_double(self, l):
+    def _flux(self, l, arg):
+        """Add alpha_l P to the first K positions of the attention input `arg`: the whole
+        normalized text stream of a double-stream block (encoder_hidden_states), or the text
+        positions, which come first, of a single-stream block's sequence (hidden_states)."""
         def hook(module, args, kwargs):
             if self._per_sample is None:
                 return None
             alpha, bank = self._gate(l)
             b = _bind(module, args, kwargs)
-            c = b.arguments["encoder_hidden_states"]
-            b.arguments["encoder_hidden_states"] = (c.float() + alpha * bank).to(c.dtype)
-            return b.args, b.kwargs
-        return hook
-
-    def _flux_single(self, l):
-        def hook(module, args, kwargs):
-            if self._per_sample is None:
-                return None
-            alpha, bank = self._gate(l)
-            b = _bind(module, args, kwargs)
-            h = b.arguments["hidden_states"]
+            h = b.arguments[arg]
             k = bank.shape[1]
-            text = (h[:, :k].float() + alpha * bank).to(h.dtype)  # text tokens come first
-            b.arguments["hidden_states"] = torch.cat([text, h[:, k:]], dim=1)
+            text = (h[:, :k].float() + alpha * bank).to(h.dtype)
+            b.arguments[arg] = torch.cat([text, h[:, k:]], dim=1)
             return b.args, b.kwargs
         return hook
 

@@ -178,7 +178,6 @@ def output_path(src, kind, suffix, many):
     if not out:
         return os.path.join(os.path.dirname(os.path.normpath(src)) or ".", base)
     if many or os.path.isdir(out) or out.endswith(os.sep):
-        os.makedirs(out, exist_ok=True)
         return os.path.join(out, base)
     return out
 
@@ -213,10 +212,12 @@ def main(paths):
         elif kind == "video":
             x, rate = data.read_video(s)
         else:
-            x, rate = torch.stack([data.read_image(f) for f in data.list_images(s)], dim=1), fps or 8.0
-            if len({tuple(x.shape)}) != 1:
-                raise data.InputError(f"{s}: frames differ in size")
+            frames = [data.read_image(f) for f in data.list_images(s)]
+            if len({tuple(f.shape) for f in frames}) != 1:
+                raise data.InputError(f"{s}: the frames differ in size")
+            x, rate = torch.stack(frames, dim=1), fps or 8.0
         y = restore(bb, x, prompts, bridge_, t0_, desc=os.path.basename(os.path.normpath(s)))
+        os.makedirs(os.path.dirname(o) or ".", exist_ok=True)
         if x.ndim == 4:
             data.write_video(o, y, rate)
         else:

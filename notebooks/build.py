@@ -188,12 +188,15 @@ for name in bridge.BRIDGES:
     print(f"{name:>6}: sigma(t) =", " ".join(f"{s:.2f}" for s in sigma.tolist()))"""),
     ("md", """## Prompts trained on each construction
 
-`train.py` with `--bridge=naive|ddbm|ebr` (same data, steps, seed). The shipped ablation prompts
-in `prompts/<backbone>/ablation/` were made that way (commands in the README); when they are
+`train.py` with `--bridge=naive|ddbm|ebr` (same data, steps, seed). The shipped prompts
+(`prompts/<backbone>/<task>.safetensors`, EBR) and the ablation prompts
+(`prompts/<backbone>/ablation/<bridge>/<task>.safetensors`) were made that way (commands in the README); when they are
 absent (e.g. on FLUX/Wan), this cell trains short ones with the same `train.train_step`."""),
     ("code", """def trained(bridge_name, t0=bridge.T0, steps=None):
-    path = os.path.join("..", "prompts", bb.name, "ablation", f"{TASK}_{bridge_name}_t{t0}.safetensors")
-    if os.path.isfile(path) and steps is None:
+    path = os.path.join("..", "prompts", bb.name, "ablation", bridge_name, f"{TASK}.safetensors")
+    if bridge_name == "ebr":
+        path = os.path.join("..", "prompts", bb.name, f"{TASK}.safetensors")  # the shipped one
+    if os.path.isfile(path) and steps is None and t0 == bridge.T0:
         return prompt.load(path)
     steps = steps or (4 if FAST else 600)
     g = torch.Generator().manual_seed(0)

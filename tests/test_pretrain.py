@@ -1,0 +1,41 @@
+"""pretrain.py for a few steps (the full recipe makes the shipped weights), and the tiny default."""
+import json
+import os
+
+import pytest
+import torch
+
+import backbones
+import data
+from conftest import ROOT, run
+
+
+def test_pretrain_smoke_makes_loadable_backbones(tmp_path):
+    code, outp, err = run("pretrain.py", "--vae_steps=2", "--tf_steps=2", "--flux_cache=(8,4)", "--wan_cache=4",
+                          f"--out={tmp_path}")
+    assert code == 0, err
+    for kind, video in (("tiny-flux", False), ("tiny-wan", True)):
+        folder = tmp_path / kind
+        log = json.load(open(folder / "pretrain.json"))
+        assert log["held_out"] == list(data.HELD_OUT) and log["steps"]["transformer"] == 2
+        bb = backbones.load(str(folder), device="cpu")
+        assert bb.video == video and bb.prompt_shape[0] == 32
+        assert (folder / "samples.png").is_file()
+
+
+def test_held_out_photos_never_in_training_sources():
+    src = open(os.path.join(ROOT, "pretrain.py")).read() + open(os.path.join(ROOT, "train.py")).read()
+    assert "eval_crops" not in src and "HELD_OUT)" not in src.replace("list(data.HELD_OUT)", "")
+    assert not set(data.HELD_OUT) & set(data.TRAIN_PHOTOS)
+
+
+@pytest.mark.skipif(not os.path.isdir(backbones.TINY["tiny-flux"]), reason="shipped weights absent")
+def test_shipped_weights_size_and_layout():
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(ROOT, "weights"))
+                for f in fs) + sum(os.path.getsize(os.path.join(d, f))
+                                   for d, _, fs in os.walk(os.path.join(ROOT, "prompts")) for f in fs)
+    assert total <= 30 * 2**20, f"{total / 2**20:.1f} MB"
+    bb = backbones.load(device="cpu")
+    assert bb.name == "tiny-flux" and not any(p.requires_grad for p in bb.transformer.parameters())
+    x = torch.rand(1, 3, 32, 32)
+    assert bb.decode(bb.encode(x * 2 - 1)).shape == (1, 3, 32, 32)
