@@ -34,7 +34,7 @@ t0 = bridge.T0
 data_source = "photos"  # --data: photos | generate | folder (input/ + gt/, or clean images) | list.json
 steps = 1500
 batch = 4
-lr = 5e-4            # AdamW, as in the paper
+lr = 0.0             # AdamW; 0: the backbone's default (5e-4 as in the paper for FLUX/Wan)
 size = 0             # crop size in pixels (0: the backbone's default)
 frames = 0           # clip length for video backbones (0: the backbone's default)
 pool = 256           # training pairs made and encoded once
@@ -107,12 +107,13 @@ def validate(bb, p, zd, zc, clean_px, g_state):
 
 
 def main():
-    global size, frames, out
+    global size, frames, out, lr
     if threads:
         torch.set_num_threads(threads)
     bb = backbones.load(backbone or None, video=video, device=device or None)
     size = size or bb.train_size
     frames = frames or (bb.train_frames if bb.video else 1)
+    lr = lr or bb.train_lr
     if bb.video and not bb.frames_ok(frames):
         fail(f"--frames={frames}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if size % bb.multiple:

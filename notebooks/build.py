@@ -205,7 +205,7 @@ absent (e.g. on FLUX/Wan), this cell trains short ones with the same `train.trai
     train.bridge_name, train.t0, train.batch = bridge_name, t0, 4
     torch.manual_seed(0)
     p = bb.new_prompt(task=TASK, bridge=bridge_name, t0=t0)
-    opt = torch.optim.AdamW(p.parameters(), lr=train.lr)
+    opt = torch.optim.AdamW(p.parameters(), lr=train.lr or bb.train_lr)
     for _ in range(steps):
         train.train_step(bb, p, opt, zd_, zc_, g)
     return p
