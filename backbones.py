@@ -12,10 +12,16 @@ convention, VAE scaling) lives in this file and nowhere else.
 import json
 import os
 
+import diffusers
 import torch
+import transformers
 from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel
 
 import prompt as prompt_lib
+
+# loading a few-MB model needs no progress bars (and an error stays the one line on stderr)
+diffusers.utils.logging.disable_progress_bar()
+transformers.utils.logging.disable_progress_bar()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HUB = {"flux": "black-forest-labs/FLUX.1-dev", "wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}

@@ -117,8 +117,10 @@ def main():
     methods = [("degraded", None, None, None)]
     if bare:
         methods.append(("bare backbone", None, "ebr", bridge.T0))
-    for name, p in zip(names, ps):
-        label = f"prompt {p.meta.get('bridge', 'ebr')}" + ("" if len(ps) == 1 else f" ({os.path.basename(name)})")
+    labels = [f"prompt {p.meta.get('bridge', 'ebr')}" for p in ps]
+    for name, p, label in zip(names, ps, labels):
+        if labels.count(label) > 1:  # same bridge twice: tell them apart by file
+            label += f" ({name})"
         methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bridge.T0))))
     rows = []
     sample.seed = seed

@@ -51,6 +51,7 @@ def save(prompt, path):
     tmp = f"{path}.tmp{os.getpid()}"
     save_file({"bank": prompt.bank.detach().float().cpu().contiguous(),
                "gates": prompt.gates.detach().float().cpu().contiguous()}, tmp, metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors writes 0600; a shipped prompt must be readable by all
     os.replace(tmp, path)
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 import backbones
 import bridge
 import data
+import degrade
 import prompt as prompt_lib
 from cli import fail, parse
 
@@ -108,6 +109,10 @@ def validate(bb, p, zd, zc, clean_px, g_state):
 
 def main():
     global size, frames, out, lr
+    if task not in degrade.TASKS:  # checked before anything is loaded or written
+        fail(f"unknown task {task!r}; choose from {', '.join(degrade.TASKS)}")
+    if bridge_name not in bridge.BRIDGES:
+        fail(f"unknown bridge {bridge_name!r}; choose one of {', '.join(bridge.BRIDGES)}")
     if threads:
         torch.set_num_threads(threads)
     bb = backbones.load(backbone or None, video=video, device=device or None)
@@ -119,6 +124,8 @@ def main():
     if size % bb.multiple:
         fail(f"--size={size} must be a multiple of {bb.multiple} for {bb.name}")
     out = out or os.path.join("runs", f"{bb.name}-{task}-{bridge_name}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out={out} is a file; train.py writes a folder")
     os.makedirs(out, exist_ok=True)
     ckpt_path = os.path.join(out, f"{task}.ckpt.pt")
 

@@ -16,6 +16,7 @@ def test_notebook_runs(name, monkeypatch):
     from nbclient import NotebookClient
     monkeypatch.setenv("YPT_FAST", "1")
     path = os.path.join(ROOT, "notebooks", f"{name}.ipynb")
+    assert os.path.isfile(path), f"{path} is missing: build it with python notebooks/build.py"
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path)}}).execute()
