@@ -3,7 +3,8 @@
     python eval.py --task=haze                              # held-out photos; degraded, bare, shipped prompt
     python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
 
-Rows: the degraded input; the frozen backbone sampled from the same noisy degraded start with no
+Rows: the degraded input; the clean image through the VAE and back (the ceiling of any
+latent-space restoration); the frozen backbone sampled from the same noisy degraded start with no
 prompt (gates at zero, EBR sampler); then each prompt with its own bridge and T0.
 Metrics are computed on uint8-quantized images. Y is MATLAB's rgb2ycbcr luma
 (16 + 65.481 R + 128.553 G + 24.966 B); SSIM uses the 11x11 Gaussian window (sigma 1.5,
@@ -114,7 +115,8 @@ def main():
     pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
     out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
     os.makedirs(out, exist_ok=True)
-    methods = [("degraded", None, None, None)]
+    # the VAE round trip of the clean image is the ceiling of any restoration in latent space
+    methods = [("degraded", None, None, None), ("VAE round trip of clean", None, None, None)]
     if bare:
         methods.append(("bare backbone", None, "ebr", bridge.T0))
     labels = [f"prompt {p.meta.get('bridge', 'ebr')}" for p in ps]
@@ -128,6 +130,8 @@ def main():
         for label, p, br, t0_ in methods:
             if label == "degraded":
                 pred = deg
+            elif label == "VAE round trip of clean":
+                pred = sample.from_latents(bb, sample.to_latents(bb, clean), clean)
             else:
                 pred = sample.restore(bb, deg, [p], br, t0_, desc=f"{i}")
             rows.append(dict(index=i, method=label, **metrics(pred, clean)))

@@ -120,22 +120,41 @@ def _pad(t, ph, pw):
 
 
 @torch.no_grad()
+def to_latents(bb, x):
+    """An image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> latents, padded to what the backbone
+    takes: sides to its multiple, and for a video backbone frames to 4k+1 (the last repeated)."""
+    h, w = x.shape[-2:]
+    ph, pw = data.ceil_to(h, bb.multiple) - h, data.ceil_to(w, bb.multiple) - w
+    if bb.video:  # one clip [1, 3, F, H, W]
+        clip = x if x.ndim == 4 else x[:, None]
+        n = clip.shape[1]
+        pf = data.ceil_to(n - 1, bb.temporal) + 1 - n
+        clip = torch.cat([clip, clip[:, -1:].expand(-1, pf, -1, -1)], dim=1)
+        batch = _pad(clip.transpose(0, 1), ph, pw).transpose(0, 1)[None]
+    else:  # images [N, 3, H, W]: a clip's frames go through an image backbone as a batch
+        batch = _pad(x[None] if x.ndim == 3 else x.transpose(0, 1), ph, pw)
+    return torch.cat([bb.encode(b[None] * 2 - 1).cpu() for b in batch])
+
+
+@torch.no_grad()
+def from_latents(bb, z, x):
+    """Latents from to_latents(bb, x) -> pixels of x's own shape (padding cropped off)."""
+    h, w = x.shape[-2:]
+    rec = ((torch.cat([bb.decode(zi[None]).cpu() for zi in z]) + 1) / 2).clamp(0, 1)[..., :h, :w]
+    if bb.video:
+        rec = rec[0, :, :x.shape[1] if x.ndim == 4 else 1]
+        return rec if x.ndim == 4 else rec[:, 0]
+    return rec[0] if x.ndim == 3 else rec.transpose(0, 1)
+
+
+@torch.no_grad()
 def restore(bb, x, prompts, bridge_, t0_, desc=""):
     """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> restored, same shape."""
     h, w = x.shape[-2:]
     if min(h, w) < bb.multiple:
         raise data.InputError(f"{desc}: {w}x{h} px is too small; {bb.name} needs at least "
                               f"{bb.multiple} px on each side")
-    ph, pw = data.ceil_to(h, bb.multiple) - h, data.ceil_to(w, bb.multiple) - w
-    n = x.shape[1] if x.ndim == 4 else 1
-    if bb.video:  # one clip [1, 3, F, H, W], frames padded to 4k+1 by repeating the last
-        clip = x if x.ndim == 4 else x[:, None]
-        pf = data.ceil_to(n - 1, bb.temporal) + 1 - n
-        clip = torch.cat([clip, clip[:, -1:].expand(-1, pf, -1, -1)], dim=1)
-        batch = _pad(clip.transpose(0, 1), ph, pw).transpose(0, 1)[None]
-    else:  # images [N, 3, H, W]: a clip's frames go through an image backbone as a batch
-        batch = _pad(x[None] if x.ndim == 3 else x.transpose(0, 1), ph, pw)
-    y = torch.cat([bb.encode(b[None] * 2 - 1).cpu() for b in batch])
+    y = to_latents(bb, x)
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
     sizes = [(tile or bb.tile) // (bb.multiple // 2)] * 2
     if bb.video:
@@ -149,11 +168,7 @@ def restore(bb, x, prompts, bridge_, t0_, desc=""):
 
     z0 = bridge.sample(bridge_, velocity, y, eps, t0_, steps=steps)
     bar.close()
-    rec = ((torch.cat([bb.decode(z[None]).cpu() for z in z0]) + 1) / 2).clamp(0, 1)[..., :h, :w]
-    if bb.video:
-        rec = rec[0, :, :n]
-        return rec if x.ndim == 4 else rec[:, 0]
-    return rec[0] if x.ndim == 3 else rec.transpose(0, 1)
+    return from_latents(bb, z0, x)
 
 
 def collect_inputs(paths):

@@ -67,7 +67,7 @@ print(bb.name, "training pairs:", len(zd), "held-out pairs:", len(td), "latent",
 
 `condition()` returns what the backbone is called with: a text context (`context=`) and/or
 residual prompts (`prompts=`). The loss is eq. (2) on eq.-(1) states, t in (0, T0]."""),
-    ("code", """T0, STEPS, BATCH = bridge.T0, (8 if FAST else 400), 4
+    ("code", """T0, STEPS, BATCH = bridge.T0, (8 if FAST else 200), 4
 
 def clean_estimate(z_deg, t, eps, condition):
     context, prompts = condition()

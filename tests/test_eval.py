@@ -50,11 +50,11 @@ def test_eval_writes_csv_json_and_table(random_tiny, tmp_path):
                           "--count=2", "--size=32", f"--prompts={tmp_path / 'haze.safetensors'}", f"--out={tmp_path}")
     assert code == 0, err
     summary = json.load(open(tmp_path / "summary.json"))
-    assert set(summary["summary"]) == {"degraded", "bare backbone", "prompt ebr"}
+    assert set(summary["summary"]) == {"degraded", "VAE round trip of clean", "bare backbone", "prompt ebr"}
     assert summary["pairs"] == 2 and "lpips" in summary["unavailable"]
     assert "PSNR-Y" in outp and "unavailable" in outp
     rows = open(tmp_path / "per_image.csv").read().splitlines()
-    assert len(rows) == 1 + 2 * 3
+    assert len(rows) == 1 + 2 * 4  # header + 2 pairs x 4 methods
     # a prompt with zero gates is the bare backbone: the same numbers (same seed, same start)
     assert summary["summary"]["prompt ebr"] == summary["summary"]["bare backbone"]
     assert summary["summary"]["bare backbone"] != summary["summary"]["degraded"]
