@@ -39,19 +39,24 @@ caption_dropout = 0.2
 flux_cache = (6000, 1500)  # cached latents of 64 px and 128 px crops
 wan_cache = 1200           # cached latents of 9-frame 64 px clips
 vae_steps = tf_steps = None  # set both backbones' step counts at once (smoke runs)
-for arg in sys.argv[1:]:
-    key, val = arg.lstrip("-").split("=", 1)
-    if key not in globals():
-        sys.exit(f"pretrain.py: unknown option --{key}")
-    try:
-        globals()[key] = ast.literal_eval(val)
-    except (ValueError, SyntaxError):
-        globals()[key] = val  # a plain string
-if vae_steps is not None:
-    flux_vae_steps = wan_vae_steps = vae_steps
-if tf_steps is not None:
-    flux_tf_steps = wan_tf_steps = tf_steps
-torch.set_num_threads(threads)
+
+
+def configure(argv):
+    """--key=value overrides of the config above (values as Python literals: tuples, None)."""
+    global flux_vae_steps, wan_vae_steps, flux_tf_steps, wan_tf_steps
+    for arg in argv:
+        key, val = arg.lstrip("-").split("=", 1)
+        if key not in globals():
+            sys.exit(f"pretrain.py: unknown option --{key}")
+        try:
+            globals()[key] = ast.literal_eval(val)
+        except (ValueError, SyntaxError):
+            globals()[key] = val  # a plain string
+    if vae_steps is not None:
+        flux_vae_steps = wan_vae_steps = vae_steps
+    if tf_steps is not None:
+        flux_tf_steps = wan_tf_steps = tf_steps
+    torch.set_num_threads(threads)
 
 
 def lr_at(step, total, base, warmup=100):
@@ -249,6 +254,7 @@ def sample_sheet(folder, video, path):
 
 
 if __name__ == "__main__":
+    configure(sys.argv[1:])
     kinds = ["tiny-flux", "tiny-wan"] if which == "both" else [which]
     for kind in kinds:
         folder = os.path.join(out, kind)

@@ -23,10 +23,18 @@ def test_pretrain_smoke_makes_loadable_backbones(tmp_path):
         assert (folder / "samples.png").is_file()
 
 
-def test_held_out_photos_never_in_training_sources():
-    src = open(os.path.join(ROOT, "pretrain.py")).read() + open(os.path.join(ROOT, "train.py")).read()
-    assert "eval_crops" not in src and "HELD_OUT)" not in src.replace("list(data.HELD_OUT)", "")
+def test_held_out_photos_never_in_training_sources(monkeypatch):
+    # record every photo that pre-training and prompt training read
+    import pretrain
+    seen, photo = [], data.photo
+    monkeypatch.setattr(data, "photo", lambda name: seen.append(name) or photo(name))
+    pretrain.photos()  # what both tiny backbones pre-train on (plus the GIF for video)
+    data.make_pairs("photos", "haze", 4, 32, 1, torch.Generator().manual_seed(0), False)  # train.py's default
+    data.make_pairs("photos", "rain", 2, 32, 5, torch.Generator().manual_seed(0), True)
+    assert seen and set(seen) <= set(data.TRAIN_PHOTOS) and not set(seen) & set(data.HELD_OUT)
     assert not set(data.HELD_OUT) & set(data.TRAIN_PHOTOS)
+    data.eval_crops(32)  # the evaluation set reads exactly the held-out photos
+    assert set(seen) - set(data.TRAIN_PHOTOS) == set(data.HELD_OUT)
 
 
 @pytest.mark.skipif(not os.path.isdir(backbones.TINY["tiny-flux"]), reason="shipped weights absent")
