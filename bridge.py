@@ -28,6 +28,7 @@ def _ddbm_T(t0):
 
 def coefficients(bridge, t, t0=T0):
     """(c_deg, c_clean, sigma) of a construction at time t (tensor, any shape)."""
+    check(bridge)
     if bridge == "naive":
         # eq. (1): z_t = (1-t) z_deg + t eps. The signal stays anchored at z_deg.
         return 1 - t, torch.zeros_like(t), t
@@ -43,7 +44,12 @@ def coefficients(bridge, t, t0=T0):
     if bridge == "ebr":
         # eq. (9): z_t = (1-t)[(1 - t/T0) z_clean + (t/T0) z_deg] + t eps.
         return (1 - t) * (t / t0), (1 - t) * (1 - t / t0), t
-    raise ValueError(f"unknown bridge {bridge!r}; choose one of {', '.join(BRIDGES)}")
+
+
+def check(bridge):
+    """A clear error for a bridge name we do not have (train.py calls it before writing anything)."""
+    if bridge not in BRIDGES:
+        raise ValueError(f"unknown bridge {bridge!r}; choose one of {', '.join(BRIDGES)}")
 
 
 def _b(t, z):

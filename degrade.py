@@ -129,10 +129,15 @@ FUNCS = dict(haze=(haze_params, haze), rain=(rain_params, rain), snow=(snow_para
              lowlight=(lowlight_params, lowlight), blur=(blur_params, blur))
 
 
-def degrade(task, x, g):
-    """Degrade an image [3, H, W] or a clip [3, F, H, W]; result clamped to [0, 1]."""
+def check(task):
+    """A clear error for a task we have no degradation for."""
     if task not in FUNCS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+
+
+def degrade(task, x, g):
+    """Degrade an image [3, H, W] or a clip [3, F, H, W]; result clamped to [0, 1]."""
+    check(task)
     make, apply = FUNCS[task]
     p = make(g)
     if x.ndim == 3:

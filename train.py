@@ -109,10 +109,8 @@ def validate(bb, p, zd, zc, clean_px, g_state):
 
 def main():
     global size, frames, out, lr
-    if task not in degrade.TASKS:  # checked before anything is loaded or written
-        fail(f"unknown task {task!r}; choose from {', '.join(degrade.TASKS)}")
-    if bridge_name not in bridge.BRIDGES:
-        fail(f"unknown bridge {bridge_name!r}; choose one of {', '.join(bridge.BRIDGES)}")
+    degrade.check(task)  # before anything is loaded or written
+    bridge.check(bridge_name)
     if threads:
         torch.set_num_threads(threads)
     bb = backbones.load(backbone or None, video=video, device=device or None)
