@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# The real photos that scikit-image and scikit-learn ship, with a short caption each.
-# HELD_OUT photos are never seen in pre-training nor in prompt training: they are the eval set.
-TRAIN_PHOTOS = {
+# The real photos that scikit-image and scikit-learn ship (always here: pip installs them), with a
+# short caption each.
+PIP_PHOTOS = {
     "astronaut": "a photo of an astronaut in a white space suit",
     "chelsea": "a photo of a ginger cat",
     "china": "a photo of a chinese temple",
@@ -32,15 +32,116 @@ TRAIN_PHOTOS = {
     "clock": "a grayscale photo of a clock",
     "cell": "a grayscale microscope photo of a cell",
 }
-HELD_OUT = ("coffee", "rocket", "flower")
+# Photos and illustrations of Debian's wallpaper packages (1-24 megapixels), read from where apt
+# installs them:  apt-get install plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers
+# lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
+DEBIAN_PACKAGES = ("plasma-workspace-wallpapers", "ukui-wallpapers", "lomiri-wallpapers",
+                   "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
+DEBIAN_DIRS = ("/usr/share/wallpapers", "/usr/share/backgrounds")
+DEBIAN_PHOTOS = {
+    "Altai": "an illustration of blue mountains over a lake",
+    "Autumn": "a painting of an autumn tree and a girl",
+    "BytheWater": "a photo of a wooden pier at sunset",
+    "Canopee": "an abstract illustration of a yellow road",
+    "Cascade": "an abstract illustration of green and blue terraces",
+    "Cluster": "an abstract illustration of red hexagons",
+    "ColdRipple": "a grey photo of a jetty in the fog",
+    "ColorfulCups": "a photo of colourful cups from above",
+    "DarkestHour": "a dark blue photo of a lake at dusk",
+    "Elarun": "an abstract illustration of blue curves",
+    "EveningGlow": "a photo of boats on a lake at sunset",
+    "FallenLeaf": "a photo of an autumn leaf",
+    "Flow": "an abstract illustration of a rainbow stream of hexagons",
+    "FlyingKonqui": "an illustration of a green dragon on blue",
+    "Grey": "a grayscale photo of a curved facade",
+    "Honeywave": "an abstract illustration of orange and blue shapes",
+    "IceCold": "an abstract illustration of blue ice",
+    "Kay": "an abstract illustration of pastel triangles",
+    "Kite": "a photo of a kite in a blue sky with clouds",
+    "Kokkini": "an abstract illustration of red waves",
+    "MilkyWay": "a photo of stars in a purple night sky",
+    "OneStandsOut": "a photo of green plants from above",
+    "Opal": "an abstract illustration of blue and brown planes",
+    "PastelHills": "an abstract illustration of pastel hills",
+    "Patak": "an illustration of a paper plane over water",
+    "Path": "a photo of a path in a pine forest",
+    "SafeLanding": "an illustration of a rocket in a colourful landscape",
+    "Shell": "an abstract illustration of purple shells",
+    "Volna": "an aerial photo of waves on a beach",
+    "summer_1am": "a photo of a lake at dusk",
+    "2004default": "an illustration of a pink ribbon on cyan",
+    "Bridge_by_Sander_Klootwijk": "a photo of bridge cables over a beach",
+    "Dragonfly_by_Bolly": "a photo of leaves against the sky",
+    "Fossa_by_Jasper_Roks": "an abstract illustration of red shapes",
+    "Infinite-Sea_by_Aury88": "an illustration of the milky way over the sea",
+    "Kleiber_by_Lukas_Baubkus": "a photo of a bird on a tree trunk",
+    "Painting-Colors_by__herobrine7gamer": "an illustration of coloured stripes",
+    "Picture_0B_by_freespace": "a photo of a red bowl with a fig",
+    "Picture_1A_by_freespace": "a photo of paint brushes",
+    "Wine_by_Jakkub_Mede": "a photo of a room with a chair",
+    "aitzgorri_by_Aitzol_Berasategi": "a photo of autumn trees below a mountain",
+    "analogpattern_by_Peter_Nerlich": "a photo of a blurred green and purple pattern",
+    "calla": "an illustration of a calla flower",
+    "city": "an illustration of flat teal shapes",
+    "desert": "an illustration of a yellow dune",
+    "firstgeneration": "an illustration of a mask on blue",
+    "fluent-color": "an abstract illustration of purple waves",
+    "focal-ubuntukylin": "an illustration of a logo on dark blue",
+    "free_by_Peter_Nerlich": "a photo of a bird below lamps",
+    "friends_by_Aitzol_Berasategi": "a photo of two dogs at a door",
+    "goldfish": "an illustration of a pink goldfish",
+    "greentock_by_Peter_Nerlich": "a photo of a clock face",
+    "life_by_Aitzol_Berasategi": "a photo of a stream among rocks",
+    "picosdeeuropa_by_Aitzol_Berasategi": "a photo of a mountain path",
+    "rhythm": "an illustration of pink and cyan ribbons",
+    "rollpaper": "an illustration of a paper roll",
+    "seeding_by_Clements_Engelhardt": "a photo of dandelions at sunset",
+    "string": "an abstract illustration of blue and yellow strings",
+    "sunset_by_Aitzol_Berasategi": "a photo of the sun over a hill",
+    "the-mouse": "an illustration of a glowing creature",
+    "umang_by_Abhishek_Mudgal": "an abstract illustration of purple and orange colours",
+    "warty-final-ubuntu": "an orange and red texture",
+}
+# Never seen in pre-training nor in prompt training: the evaluation set. Three pip-shipped photos
+# and five real photos of the Debian packages (boats at sunset, a forest path, paint brushes, a
+# stream among rocks, a bird on bark: colour, fine texture, foliage, water, bokeh).
+HELD_OUT_PIP = ("coffee", "rocket", "flower")
+HELD_OUT_DEBIAN = ("EveningGlow", "Path", "Picture_1A_by_freespace", "life_by_Aitzol_Berasategi",
+                   "Kleiber_by_Lukas_Baubkus")
+HELD_OUT = HELD_OUT_PIP + HELD_OUT_DEBIAN
+TRAIN_PHOTOS = {**PIP_PHOTOS, **{k: v for k, v in DEBIAN_PHOTOS.items() if k not in HELD_OUT}}
+MAX_SIDE = 1536  # photos are read with their short side at most this (the originals reach 6000 px)
 GIF_CAPTION = "a short animation"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 
 
+def debian_path(name):
+    """Where apt put a Debian wallpaper (the largest version of it), or None if not installed."""
+    from PIL import Image
+    found = [f for f in glob.glob(os.path.join(DEBIAN_DIRS[0], name, "contents", "images", "*"))
+             + glob.glob(os.path.join(DEBIAN_DIRS[1], name + ".*")) if f.lower().endswith((".png", ".jpg"))]
+    if not found:
+        return None
+    def pixels(f):
+        with Image.open(f) as im:
+            return im.size[0] * im.size[1]
+    return max(found, key=pixels)
+
+
+def available(names):
+    """The names among `names` whose photo is on this machine (pip photos always are)."""
+    return [n for n in names if n not in DEBIAN_PHOTOS or debian_path(n)]
+
+
 def photo(name):
-    """One shipped photo as [3, H, W] in [0, 1] (grayscale repeated to RGB)."""
+    """One photo as [3, H, W] in [0, 1] (grayscale repeated to RGB, short side <= MAX_SIDE)."""
     import skimage.data as sk
+    if name in DEBIAN_PHOTOS:
+        path = debian_path(name)
+        if path is None:
+            raise InputError(f"photo {name!r} is not installed: apt-get install {' '.join(DEBIAN_PACKAGES)}")
+        return read_image(path, MAX_SIDE)
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_images
         imgs = load_sample_images()
@@ -117,10 +218,10 @@ def gif_clip(frames_all, size, frames, g):
 
 
 def eval_crops(size=128, per_photo=4):
-    """The evaluation set: `per_photo` fixed crops of each held-out photo, resized so that the
-    short side is 2*size. Returns [(name, [3, size, size])]."""
+    """The evaluation set: `per_photo` fixed crops of each held-out photo on this machine, resized
+    so that the short side is 2*size. Returns [(name, [3, size, size])]."""
     out = []
-    for name in HELD_OUT:
+    for name in available(HELD_OUT):
         img = photo(name)
         _, h, w = img.shape
         s = 2 * size / min(h, w)
@@ -139,8 +240,9 @@ class InputError(ValueError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-def read_image(path):
-    """[3, H, W] in [0, 1]: grayscale repeated, alpha dropped, 16-bit scaled."""
+def read_image(path, max_side=None):
+    """[3, H, W] in [0, 1]: grayscale repeated, alpha dropped, palette/CMYK converted, 16-bit
+    scaled; with max_side, shrunk (antialiased) so that its short side is at most max_side."""
     from PIL import Image, UnidentifiedImageError
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
@@ -148,7 +250,15 @@ def read_image(path):
         raise InputError(f"{path}: file is empty")
     try:
         with Image.open(path) as im:
+            if max_side and im.format == "JPEG":
+                im.draft(im.mode, (max_side, max_side))  # decode at a reduced scale: much faster
             im.load()
+            if im.mode not in ("1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
+                # palette, CMYK, YCbCr, ...: their raw arrays are not RGB
+                im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+            if max_side and min(im.size) > max_side and im.mode in ("L", "LA", "RGB", "RGBA"):
+                s = max_side / min(im.size)
+                im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.LANCZOS)
             a = np.array(im)
             mode = im.mode
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -165,7 +275,7 @@ def read_image(path):
         a = np.repeat(a[..., None], 3, axis=2)
     elif a.shape[2] == 2:  # grayscale + alpha
         a = np.repeat(a[..., :1], 3, axis=2)
-    elif a.shape[2] >= 4 and mode != "CMYK":
+    elif a.shape[2] >= 4:
         a = a[..., :3]
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).clamp(0, 1)
 
@@ -339,10 +449,14 @@ def make_pairs(source, task, n, size, frames, g, video=False, clean=None):
             out.append((degrade(task, x, gi), x))
         return out[:n] if n else out
     if source == "photos" or source == "generate":
-        imgs = list(clean) if source == "generate" else [photo(k) for k in TRAIN_PHOTOS]
-        out = []
+        imgs = list(clean) if source == "generate" else available(TRAIN_PHOTOS)
+        loaded, out = {}, []  # photos are read when first drawn, kept as uint8 (73 photos: 0.8 GB)
         for _ in range(n):
             img = imgs[torch.randint(len(imgs), (), generator=g).item()]
+            if isinstance(img, str):
+                if img not in loaded:
+                    loaded[img] = (photo(img) * 255).round().to(torch.uint8)
+                img = loaded[img].float() / 255
             if img.ndim == 4:
                 x = _aligned_crop(img, img, size, g)[1]
                 x = _window(x, frames, g) if video else x[:, 0]

@@ -1,19 +1,22 @@
-"""Pre-train the tiny default backbones from scratch on the photos scikit-image/-learn ship.
+"""Pre-train the tiny default backbones from scratch on real photos.
 
-    python pretrain.py                         # both, the full recipe (the shipped weights)
-    python pretrain.py --which=tiny-flux --vae_steps=5 --tf_steps=5 --out=/tmp/w   # a smoke run
+    python pretrain.py                                  # both backbones, the recipe of the shipped weights
+    python pretrain.py --which=tiny-flux --device=cuda  # on a GPU (minutes instead of hours)
+    python pretrain.py --pip_only --vae_steps=5 --tf_steps=5 --out=/tmp/w --work=/tmp/w/work   # smoke run
 
-Ordinary text-to-image / text-to-video flow matching on clean data only (the models never see a
-degradation). Per backbone:
-  1. the VAE: random 32 px crops (images) or clips (video), L1 + MSE + tiny KL;
-  2. its latent statistics -> the VAE's normalization (FLUX: shift/scale, Wan: per-channel);
-  3. a cache of latents of random crops/clips with their captions (the VAE never runs again);
-  4. the transformer: z_t = (1-t) x0 + t eps, loss ||v - (eps - x0)||^2, captions dropped to the
-     null text 20% of the time, so the context pathway carries information as in the real models;
-  5. save the diffusers folder layout in --out/<name>, with pretrain.json and a sample sheet.
-The held-out photos (data.HELD_OUT) are never used.
+Photos: those scikit-image/-learn ship, and those of Debian's wallpaper packages (data.DEBIAN_PACKAGES,
+`apt-get install` them), or a --photos folder. The held-out photos (data.HELD_OUT) are never read.
+Ordinary text-to-image / text-to-video flow matching on clean data (the models never see a
+degradation). Per backbone, every stage saves into --work/<name>/ as it goes, and running the same
+command again resumes where it stopped (a long CPU run can be stopped and continued):
+  1. a bank of crops (images: 64 and 128 px at several scales; video: 9-frame virtual-camera clips),
+     cut once, so that a training step resizes nothing;
+  2. the VAE on the bank: L1 + MSE (+ a tiny KL pull), held-out round-trip PSNR every eval_every steps;
+  3. latent statistics -> the VAE's normalization, then the latents of the whole bank, cached;
+  4. the transformer on the cached latents: z_t = (1-t) x0 + t eps, loss ||v - (eps - x0)||^2, captions
+     dropped to the null text 20% of the time, so the context pathway carries information;
+  5. the diffusers folder layout in --out/<name>, with pretrain.json and a sample sheet.
 """
-import ast
 import json
 import math
 import os
@@ -26,37 +29,35 @@ from tqdm import tqdm
 import backbones
 import data
 import tiny
+from cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
-which = "both"
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+which = "both"            # tiny-flux | tiny-wan | both
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")  # where the backbones are written
+work = os.path.join("runs", "pretrain")  # crop banks and resumable checkpoints
+photos = ""               # a folder of extra training photos (besides the shipped and Debian ones)
+pip_only = False          # train on the pip-shipped photos alone (the CI smoke test)
+device = "cpu"            # cpu | cuda
+bf16 = True               # bf16 autocast (AMX on recent CPUs, tensor cores on GPUs)
+threads = 2               # torch CPU threads
 seed = 0
-threads = 2
-flux_vae_steps, flux_tf_steps = 2400, 8000
-wan_vae_steps, wan_tf_steps = 800, 4000
-vae_lr, tf_lr = 1e-3, 1e-3
-caption_dropout = 0.2
-flux_cache = (6000, 1500)  # cached latents of 64 px and 128 px crops
-wan_cache = 1200           # cached latents of 9-frame 64 px clips
-vae_steps = tf_steps = None  # set both backbones' step counts at once (smoke runs)
-
-
-def configure(argv):
-    """--key=value overrides of the config above (values as Python literals: tuples, None)."""
-    global flux_vae_steps, wan_vae_steps, flux_tf_steps, wan_tf_steps
-    for arg in argv:
-        key, val = arg.lstrip("-").split("=", 1)
-        if key not in globals():
-            sys.exit(f"pretrain.py: unknown option --{key}")
-        try:
-            globals()[key] = ast.literal_eval(val)
-        except (ValueError, SyntaxError):
-            globals()[key] = val  # a plain string
-    if vae_steps is not None:
-        flux_vae_steps = wan_vae_steps = vae_steps
-    if tf_steps is not None:
-        flux_tf_steps = wan_tf_steps = tf_steps
-    torch.set_num_threads(threads)
+flux_vae_steps = 16000    # tiny-flux VAE steps (batches alternate vae_batch x 64 px, vae_batch/4 x 128 px)
+flux_tf_steps = 12000     # tiny-flux transformer steps (batch tf_batch x 64 px, tf_batch/4 x 128 px)
+wan_vae_steps = 6000      # tiny-wan VAE steps (batches of clip_batch 9-frame clips of 32 px)
+wan_tf_steps = 6000       # tiny-wan transformer steps (batch 16 clips of 9 x 64 px)
+vae_steps = 0             # if set: both backbones' VAE steps (smoke runs)
+tf_steps = 0              # if set: both backbones' transformer steps (smoke runs)
+vae_batch = 32            # 64 px crops per VAE step (a quarter as many 128 px crops on odd steps)
+tf_batch = 32             # 64 px latents per transformer step (a quarter as many 128 px on odd steps)
+clip_batch = 8            # clips per tiny-wan VAE step
+vae_lr = 1e-3
+tf_lr = 1e-3
+caption_dropout = 0.2     # share of captions replaced by the null text
+bank64 = 12000            # 64 px crops in the image bank
+bank128 = 3000            # 128 px crops in the image bank
+clips = 3000              # 9-frame 64 px clips in the video bank
+eval_every = 1000         # steps between held-out VAE round-trip PSNR prints
+save_every = 300          # seconds between checkpoints
 
 
 def lr_at(step, total, base, warmup=100):
@@ -67,175 +68,286 @@ def lr_at(step, total, base, warmup=100):
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def photos():
-    imgs = {n: data.photo(n) for n in data.TRAIN_PHOTOS}
-    return imgs, list(imgs)
+def training_photos():
+    """name -> caption of every training photo on this machine (never a held-out one)."""
+    names = dict(data.PIP_PHOTOS) if pip_only else {n: data.TRAIN_PHOTOS[n] for n in data.available(data.TRAIN_PHOTOS)}
+    if photos and not pip_only:
+        files = data.list_images(photos)
+        if not files:
+            fail(f"--photos={photos}: no images there")
+        names.update({f: "a photo" for f in files})
+    return names
 
 
-def train_vae(vae, batch_fn, steps, encode_fn):
-    opt = torch.optim.AdamW(vae.parameters(), lr=vae_lr, weight_decay=0.0)
-    vae.train()
-    bar = tqdm(range(steps), desc="vae", mininterval=5)
+def load_photo(name):
+    return data.read_image(name, data.MAX_SIDE) if os.path.isfile(name) else data.photo(name)
+
+
+def levels(img, lo):
+    """The photo at short sides lo, lo*sqrt2, ..., up to its own: the scales crops are cut at."""
+    out, short = [], min(img.shape[-2:])
+    s = lo
+    while s < short:
+        h, w = img.shape[-2:]
+        out.append(data.resize(img, round(h * s / short), round(w * s / short)))
+        s *= 2 ** 0.5
+    return out + [img]
+
+
+def save_state(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a run killed mid-save keeps the last checkpoint
+
+
+def load_state(path):
+    return torch.load(path, map_location="cpu", weights_only=False) if os.path.isfile(path) else None
+
+
+def cached(path, make):
+    """make() once, saved at path; later runs load it."""
+    st = load_state(path)
+    if st is None:
+        st = make()
+        save_state(path, st)
+    return st
+
+
+# --------------------------------------------------------------------------- stage 1: banks
+
+def image_bank(names, g):
+    """uint8 crops of every photo in equal share, at random scales and positions:
+    {64: [N, 3, 64, 64], 128: [M, 3, 128, 128], 'ids': caption index per crop (1-based)}."""
+    bank = {64: [], 128: [], "ids64": [], "ids128": []}
+    for k, name in enumerate(tqdm(names, desc="crop bank", mininterval=5)):
+        lv = levels(load_photo(name), 256)  # the evaluation crops see photos at short side 256..1024
+        for size, total in ((64, bank64), (128, bank128)):
+            n = total // len(names) + (k < total % len(names))
+            for _ in range(n):
+                img = lv[torch.randint(len(lv), (), generator=g).item()]
+                y = torch.randint(img.shape[1] - size + 1, (), generator=g).item()
+                x = torch.randint(img.shape[2] - size + 1, (), generator=g).item()
+                bank[size].append((img[:, y:y + size, x:x + size] * 255).round().to(torch.uint8))
+                bank[f"ids{size}"].append(k + 1)
+    return {key: torch.stack(v) if key in (64, 128) else torch.tensor(v) for key, v in bank.items()}
+
+
+def clip_bank(names, g):
+    """uint8 9-frame virtual-camera clips of 64 px (plus 5% from the shipped GIF):
+    {'clips': [N, 3, 9, 64, 64], 'ids': caption index per clip (1-based; len(names)+1 = the GIF)}."""
+    gif, out, ids = data.gif_frames(), [], []
+    n_gif = clips // 20
+    for k, name in enumerate(tqdm(names, desc="clip bank", mininterval=5)):
+        lv = levels(load_photo(name), 128)
+        n = (clips - n_gif) // len(names) + (k < (clips - n_gif) % len(names))
+        for _ in range(n):
+            img = lv[torch.randint(len(lv), (), generator=g).item()]
+            out.append((data.camera_clip(img, 64, 9, g) * 255).round().to(torch.uint8))
+            ids.append(k + 1)
+    for _ in range(n_gif):
+        out.append((data.gif_clip(gif, 64, 9, g) * 255).round().to(torch.uint8))
+        ids.append(len(names) + 1)
+    return {"clips": torch.stack(out), "ids": torch.tensor(ids)}
+
+
+# --------------------------------------------------------------------------- the training loop
+
+def fit(desc, model, loss_fn, steps, lr, weight_decay, path, evaluate=None):
+    """The one loop of all four trainings: AdamW, warm-up + cosine, bf16 autocast, gradient clip,
+    a checkpoint (model, optimizer, RNG, step, log) every save_every seconds; resumes from `path`."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(seed)
+    start, log = 0, dict(loss=[], eval=[], seconds=0.0)
+    st = load_state(path)
+    if st is not None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        g.set_state(st["rng"])
+        start, log = st["step"], st["log"]
+        print(f"  resumed {desc} at step {start} of {steps}")
+    model.train()
+    t_last = t_start = time.time()
+    ema = log["loss"][-1] if log["loss"] else None
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, mininterval=10)
     for step in bar:
-        for gr in opt.param_groups:
-            gr["lr"] = lr_at(step, steps, vae_lr)
-        x = batch_fn() * 2 - 1
-        post = encode_fn(x)
-        # decode the posterior's mode (a plain autoencoder with a tiny KL pull): with sampled
-        # latents this small VAE learned several times slower
-        rec = vae.decode(post.mode()).sample
-        kl = post.kl().mean() / x[0].numel()
-        loss = (rec - x).abs().mean() + (rec - x).square().mean() + 1e-6 * kl
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+            loss = loss_fn(step, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        if step % 50 == 0:
-            psnr = -10 * math.log10(((rec.detach() - x) / 2).square().mean().item() + 1e-12)
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr:.1f}")
-    vae.eval().requires_grad_(False)
-    return psnr
-
-
-def train_transformer(tf, batches, steps, call):
-    opt = torch.optim.AdamW(tf.parameters(), lr=tf_lr, weight_decay=0.01)
-    tf.train()
-    g = torch.Generator().manual_seed(seed + 2)
-    ema, bar = None, tqdm(range(steps), desc="transformer", mininterval=5)
-    for step in bar:
-        for gr in opt.param_groups:
-            gr["lr"] = lr_at(step, steps, tf_lr)
-        x0, ctx, pooled = batches(step)
-        n = x0.shape[0]
-        # t: half logit-normal (the middle, where content forms), half uniform (the ends)
-        t = torch.where(torch.rand(n, generator=g) < 0.5, torch.sigmoid(torch.randn(n, generator=g)),
-                        torch.rand(n, generator=g))
-        eps = torch.randn(x0.shape, generator=g)
-        tb = t.reshape(-1, *([1] * (x0.ndim - 1)))
-        v = call(tf, (1 - tb) * x0 + tb * eps, t, ctx, pooled)
-        loss = (v - (eps - x0)).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tf.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         ema = loss.item() if ema is None else 0.99 * ema + 0.01 * loss.item()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{ema:.4f}")
-    tf.eval().requires_grad_(False)
-    return ema
+            log["loss"].append(ema)
+        done = step + 1 == steps
+        if evaluate and ((step + 1) % eval_every == 0 or done):
+            model.eval()
+            log["eval"].append((step + 1, evaluate()))
+            model.train()
+            tqdm.write(f"  {desc} step {step + 1}: loss {ema:.4f}, held-out {log['eval'][-1][1]}")
+        if done or time.time() - t_last > save_every:
+            log["seconds"] += time.time() - t_start
+            t_start = t_last = time.time()
+            save_state(path, dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=g.get_state(),
+                                  step=step + 1, log=log))
+    model.eval().requires_grad_(False)
+    return log
+
+
+def vae_loss(vae, x):
+    """L1 + MSE of the round trip through the posterior's mode (a plain autoencoder with a tiny
+    KL pull: sampled latents made this small VAE learn several times slower)."""
+    post = vae.encode(x).latent_dist
+    rec = vae.decode(post.mode()).sample.float()
+    kl = post.kl().float().mean() / x[0].numel()
+    return (rec - x).abs().mean() + (rec - x).square().mean() + 1e-6 * kl
+
+
+def flip(x, g):
+    """A random horizontal flip per sample."""
+    m = (torch.rand(len(x), generator=g) < 0.5).to(x.device).view(-1, *[1] * (x.ndim - 1))
+    return torch.where(m, x.flip(-1), x)
+
+
+@torch.no_grad()
+def round_trip_psnr(vae, items):
+    """Mean PSNR (dB, uint8-quantized) of held-out pixels [3, ...] through the VAE and back."""
+    q = lambda x: (x.clamp(0, 1) * 255).round()  # noqa: E731
+    total = 0.0
+    for x in items:
+        rec = (vae.decode(vae.encode(x[None].to(device) * 2 - 1).latent_dist.mode()).sample.float().cpu() + 1) / 2
+        total += 10 * math.log10(255 ** 2 / ((q(rec[0]) - q(x)).square().mean().item() + 1e-12))
+    return round(total / len(items), 2)
+
+
+def transformer_loss(tf, z, ctx, pooled, idx, g, call):
+    """Flow matching on cached latents with captions (null text with probability caption_dropout)."""
+    n = len(z)
+    t = torch.where(torch.rand(n, generator=g) < 0.5, torch.sigmoid(torch.randn(n, generator=g)),
+                    torch.rand(n, generator=g))  # half logit-normal (where content forms), half uniform
+    eps = torch.randn(z.shape, generator=g).to(z.device)
+    idx = torch.where(torch.rand(n, generator=g) < caption_dropout, torch.zeros_like(idx), idx).to(z.device)
+    tb = t.to(z.device).view(-1, *[1] * (z.ndim - 1))
+    v = call(tf, (1 - tb) * z + tb * eps, t.to(z.device), ctx[idx], None if pooled is None else pooled[idx])
+    return (v.float() - (eps - z)).square().mean()
 
 
 @torch.no_grad()
 def caption_contexts(parts, captions, zero_pad):
-    """Context (and tiny pooled vector) of every caption and of the null text, computed once."""
-    texts = [""] + captions
-    ctx, mask = backbones.t5_context(parts["tokenizer"], parts["text_encoder"], texts, tiny.TEXT_LEN, zero_pad)
-    return ctx, backbones.tiny_pooled(ctx, mask)
+    """Context (and tiny pooled vector) of the null text (index 0) and every caption, computed once."""
+    ctx, mask = backbones.t5_context(parts["tokenizer"], parts["text_encoder"], [""] + captions,
+                                     tiny.TEXT_LEN, zero_pad)
+    return ctx.to(device), backbones.tiny_pooled(ctx, mask).to(device)
 
 
-def pick_context(idx, ctx, pooled, g):
-    """Caption index -> its context, dropped to the null text (index 0) with caption_dropout."""
-    idx = torch.where(torch.rand(len(idx), generator=g) < caption_dropout, torch.zeros_like(idx), idx)
-    return ctx[idx], pooled[idx]
+@torch.no_grad()
+def encode_all(encode, pixels, batch=64):
+    """Latents (posterior modes) of a uint8 bank, in batches."""
+    return torch.cat([encode(pixels[i:i + batch].to(device).float() / 127.5 - 1).float().cpu()
+                      for i in tqdm(range(0, len(pixels), batch), desc="encode bank", mininterval=5)])
 
 
-def pretrain_flux(folder):
-    t_start = time.time()
+# --------------------------------------------------------------------------- the two backbones
+
+def pretrain_flux(folder, wdir, names):
     parts = tiny.build("tiny-flux", seed)
-    imgs, names = photos()
-    g = torch.Generator().manual_seed(seed)
-    crop = lambda size: data.random_crop(imgs[names[torch.randint(len(names), (), generator=g)]], size, g)  # noqa: E731
-    vae = parts["vae"]
-    # the VAE is convolutional: 32 px crops teach it as well as big ones, 4x cheaper
-    print(f"[tiny-flux] 1/4 VAE, {flux_vae_steps} steps on 32 px crops of {len(names)} photos")
-    vae_psnr = train_vae(vae, lambda: torch.stack([crop(32) for _ in range(32)]), flux_vae_steps,
-                         lambda x: vae.encode(x).latent_dist)
-    print("[tiny-flux] 2/4 latent statistics and cache")
-    caps = [data.TRAIN_PHOTOS[n] for n in names]
-    cache = {}
-    with torch.no_grad():
-        for size, count in zip((64, 128), flux_cache):
-            zs, ids = [], []
-            for i in tqdm(range(0, count, 50), desc=f"encode {size}px", mininterval=5):
-                which_ = torch.randint(len(names), (min(50, count - i),), generator=g)
-                x = torch.stack([data.random_crop(imgs[names[k]], size, g) for k in which_.tolist()])
-                zs.append(vae.encode(x * 2 - 1).latent_dist.mode())
-                ids.append(which_ + 1)  # 0 is the null text
-            cache[size] = (torch.cat(zs), torch.cat(ids))
-    allz = cache[64][0]
-    shift, scale = allz.mean().item(), 1.0 / allz.std().item()
-    vae.register_to_config(shift_factor=shift, scaling_factor=scale)
-    for size in cache:
-        cache[size] = ((cache[size][0] - shift) * scale, cache[size][1])
-    ctx, pooled = caption_contexts(parts, caps, zero_pad=False)
-    ids_txt = torch.zeros(tiny.TEXT_LEN, 3)
+    vae, tf = parts["vae"].to(device), parts["transformer"].to(device)
+    steps_vae, steps_tf = vae_steps or flux_vae_steps, tf_steps or flux_tf_steps
+    print(f"[tiny-flux] 1/5 crop bank: {bank64} x 64 px and {bank128} x 128 px from {len(names)} photos")
+    bank = cached(os.path.join(wdir, "bank.pt"), lambda: image_bank(list(names), torch.Generator().manual_seed(seed)))
+    b64, b128 = bank[64].to(device), bank[128].to(device)
+    held = [x for _, x in data.eval_crops(128, per_photo=1)]  # a quick look; eval.py measures fully
 
-    def batches(step):
-        size, n = (64, 32) if step % 2 == 0 else (128, 8)  # same token count, two scales
-        z, idx = cache[size]
-        pick = torch.randint(len(z), (n,), generator=g)
-        c, p = pick_context(idx[pick], ctx, pooled, g)
-        return z[pick], c, p
+    def vae_step(step, g):
+        b, n = (b64, vae_batch) if step % 2 == 0 else (b128, max(1, vae_batch // 4))
+        x = b[torch.randint(len(b), (n,), generator=g).to(device)].float() / 127.5 - 1
+        return vae_loss(vae, flip(x, g))
 
-    def call(tf, x, t, c, p):
+    print(f"[tiny-flux] 2/5 VAE, {steps_vae} steps")
+    vlog = fit("vae", vae, vae_step, steps_vae, vae_lr, 0.0, os.path.join(wdir, "vae.pt"),
+               lambda: round_trip_psnr(vae, held))
+
+    print("[tiny-flux] 3/5 latent statistics and the bank's latents")
+    def make_latents():
+        enc = lambda x: vae.encode(x).latent_dist.mode()  # noqa: E731
+        z64, z128 = encode_all(enc, bank[64]), encode_all(enc, bank[128])
+        shift, scale = z64.mean().item(), 1.0 / z64.std().item()
+        return dict(z64=(z64 - shift) * scale, z128=(z128 - shift) * scale, shift=shift, scale=scale)
+    lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
+    vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
+    z64, z128 = lat["z64"].to(device), lat["z128"].to(device)
+    ctx, pooled = caption_contexts(parts, list(names.values()), zero_pad=False)
+    ids_txt = torch.zeros(tiny.TEXT_LEN, 3, device=device)
+
+    def call(tf_, x, t, c, p):
         h, w = x.shape[-2:]
-        out = tf(hidden_states=backbones.FluxBackbone.pack(x), encoder_hidden_states=c, pooled_projections=p,
-                 timestep=t, img_ids=backbones.FluxBackbone.image_ids(h, w, "cpu"), txt_ids=ids_txt,
-                 return_dict=False)[0]
-        return backbones.FluxBackbone.unpack(out, h, w)
+        out_ = tf_(hidden_states=backbones.FluxBackbone.pack(x), encoder_hidden_states=c, pooled_projections=p,
+                   timestep=t, img_ids=backbones.FluxBackbone.image_ids(h, w, x.device), txt_ids=ids_txt,
+                   return_dict=False)[0]
+        return backbones.FluxBackbone.unpack(out_, h, w)
 
-    print(f"[tiny-flux] 3/4 transformer, {flux_tf_steps} steps (batch 32 x 64 px / 8 x 128 px)")
-    loss = train_transformer(parts["transformer"], batches, flux_tf_steps, call)
-    print("[tiny-flux] 4/4 save")
-    tiny.save(folder, parts, "tiny-flux")
-    return dict(vae_psnr_db=round(vae_psnr, 2), final_loss=round(loss, 4), latent_shift=shift,
-                latent_scale=scale, minutes=round((time.time() - t_start) / 60, 1))
+    def tf_step(step, g):
+        z, ids, n = (z64, bank["ids64"], tf_batch) if step % 2 == 0 else (z128, bank["ids128"], max(1, tf_batch // 4))
+        pick = torch.randint(len(z), (n,), generator=g)
+        return transformer_loss(tf, z[pick.to(device)], ctx, pooled, ids[pick], g, call)
+
+    print(f"[tiny-flux] 4/5 transformer, {steps_tf} steps")
+    tlog = fit("transformer", tf, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"))
+    print("[tiny-flux] 5/5 save")
+    tiny.save(folder, {**parts, "vae": vae.cpu(), "transformer": tf.cpu()}, "tiny-flux")
+    return dict(vae_heldout_psnr_db=vlog["eval"], final_loss=round(tlog["loss"][-1], 4),
+                latent_shift=lat["shift"], latent_scale=lat["scale"],
+                minutes=dict(vae=round(vlog["seconds"] / 60, 1), transformer=round(tlog["seconds"] / 60, 1)),
+                steps=dict(vae=steps_vae, transformer=steps_tf))
 
 
-def pretrain_wan(folder):
-    t_start = time.time()
+def pretrain_wan(folder, wdir, names):
     parts = tiny.build("tiny-wan", seed + 1)
-    imgs, names = photos()
-    gif = data.gif_frames()
-    g = torch.Generator().manual_seed(seed + 1)
+    vae, tf = parts["vae"].to(device), parts["transformer"].to(device)
+    steps_vae, steps_tf = vae_steps or wan_vae_steps, tf_steps or wan_tf_steps
+    print(f"[tiny-wan] 1/5 clip bank: {clips} clips of 9 x 64 x 64 from {len(names)} photos and the GIF")
+    bank = cached(os.path.join(wdir, "bank.pt"), lambda: clip_bank(list(names), torch.Generator().manual_seed(seed)))
+    cl = bank["clips"].to(device)
+    g_held = torch.Generator().manual_seed(1000)
+    held = [data.camera_clip(x, 64, 9, g_held) for _, x in data.eval_crops(64, per_photo=1)]
 
-    def clip(size=64):
-        if torch.rand((), generator=g) < 0.05:
-            return data.gif_clip(gif, size, 9, g), len(names) + 1
-        k = torch.randint(len(names), (), generator=g).item()
-        return data.camera_clip(imgs[names[k]], size, 9, g), k + 1
+    def vae_step(step, g):
+        # 32 px windows of the 64 px clips: the VAE is convolutional, a quarter of the pixels per clip
+        x = cl[torch.randint(len(cl), (clip_batch,), generator=g).to(device)]
+        y, xx = torch.randint(33, (2,), generator=g).tolist()
+        return vae_loss(vae, flip(x[..., y:y + 32, xx:xx + 32].float() / 127.5 - 1, g))
 
-    vae = parts["vae"]
-    print(f"[tiny-wan] 1/4 VAE, {wan_vae_steps} steps on 9-frame 32 px clips")
-    vae_psnr = train_vae(vae, lambda: torch.stack([clip(32)[0] for _ in range(8)]), wan_vae_steps,
-                         lambda x: vae.encode(x).latent_dist)
-    print("[tiny-wan] 2/4 latent statistics and cache")
-    zs, ids = [], []
-    with torch.no_grad():
-        for i in tqdm(range(0, wan_cache, 8), desc="encode clips", mininterval=5):
-            batch = [clip() for _ in range(min(8, wan_cache - i))]
-            zs.append(vae.encode(torch.stack([b[0] for b in batch]) * 2 - 1).latent_dist.mode())
-            ids.append(torch.tensor([b[1] for b in batch]))
-    z, idx = torch.cat(zs), torch.cat(ids)
-    mean, std = z.mean((0, 2, 3, 4)), z.std((0, 2, 3, 4))
-    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
-    z = (z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
-    caps = [data.TRAIN_PHOTOS[n] for n in names] + [data.GIF_CAPTION]
-    ctx, _ = caption_contexts(parts, caps, zero_pad=True)
+    print(f"[tiny-wan] 2/5 VAE, {steps_vae} steps")
+    vlog = fit("vae", vae, vae_step, steps_vae, vae_lr, 0.0, os.path.join(wdir, "vae.pt"),
+               lambda: round_trip_psnr(vae, held))
 
-    def batches(step):
+    print("[tiny-wan] 3/5 latent statistics and the bank's latents")
+    def make_latents():
+        z = encode_all(lambda x: vae.encode(x).latent_dist.mode(), bank["clips"], batch=16)
+        mean, std = z.mean((0, 2, 3, 4)), z.std((0, 2, 3, 4))
+        return dict(z=(z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1), mean=mean.tolist(), std=std.tolist())
+    lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
+    vae.register_to_config(latents_mean=lat["mean"], latents_std=lat["std"])
+    z = lat["z"].to(device)
+    ctx, _ = caption_contexts(parts, list(names.values()) + [data.GIF_CAPTION], zero_pad=True)
+
+    def call(tf_, x, t, c, _):
+        return tf_(hidden_states=x, timestep=t * 1000, encoder_hidden_states=c, return_dict=False)[0]
+
+    def tf_step(step, g):
         pick = torch.randint(len(z), (16,), generator=g)
-        c, _ = pick_context(idx[pick], ctx, ctx[:, 0], g)
-        return z[pick], c, None
+        return transformer_loss(tf, z[pick.to(device)], ctx, None, bank["ids"][pick], g, call)
 
-    def call(tf, x, t, c, _):
-        return tf(hidden_states=x, timestep=t * 1000, encoder_hidden_states=c, return_dict=False)[0]
-
-    print(f"[tiny-wan] 3/4 transformer, {wan_tf_steps} steps (batch 16 x 9 frames x 64 px)")
-    loss = train_transformer(parts["transformer"], batches, wan_tf_steps, call)
-    print("[tiny-wan] 4/4 save")
-    tiny.save(folder, parts, "tiny-wan")
-    return dict(vae_psnr_db=round(vae_psnr, 2), final_loss=round(loss, 4),
-                minutes=round((time.time() - t_start) / 60, 1))
+    print(f"[tiny-wan] 4/5 transformer, {steps_tf} steps")
+    tlog = fit("transformer", tf, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"))
+    print("[tiny-wan] 5/5 save")
+    tiny.save(folder, {**parts, "vae": vae.cpu(), "transformer": tf.cpu()}, "tiny-wan")
+    return dict(vae_heldout_psnr_db=vlog["eval"], final_loss=round(tlog["loss"][-1], 4),
+                minutes=dict(vae=round(vlog["seconds"] / 60, 1), transformer=round(tlog["seconds"] / 60, 1)),
+                steps=dict(vae=steps_vae, transformer=steps_tf))
 
 
 @torch.no_grad()
@@ -253,16 +365,31 @@ def sample_sheet(folder, video, path):
     data.write_image(path, torch.cat(list(frames), dim=2))
 
 
-if __name__ == "__main__":
-    configure(sys.argv[1:])
-    kinds = ["tiny-flux", "tiny-wan"] if which == "both" else [which]
-    for kind in kinds:
-        folder = os.path.join(out, kind)
+def main():
+    if which not in ("tiny-flux", "tiny-wan", "both"):
+        fail(f"--which={which}: expected tiny-flux, tiny-wan or both")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail("--device=cuda: no CUDA GPU here")
+    torch.set_num_threads(threads)
+    names = training_photos()
+    missing = sorted(set(data.TRAIN_PHOTOS) - set(names)) if not pip_only else []
+    if missing:
+        print(f"note: {len(missing)} training photos are not installed ({', '.join(missing[:3])}, ...): "
+              f"apt-get install {' '.join(data.DEBIAN_PACKAGES)}")
+    for kind in (["tiny-flux", "tiny-wan"] if which == "both" else [which]):
+        folder, wdir = os.path.join(out, kind), os.path.join(work, kind)
         os.makedirs(folder, exist_ok=True)
-        log = (pretrain_flux if kind == "tiny-flux" else pretrain_wan)(folder)
-        log.update(seed=seed, steps=dict(vae=flux_vae_steps if kind == "tiny-flux" else wan_vae_steps,
-                                         transformer=flux_tf_steps if kind == "tiny-flux" else wan_tf_steps),
-                   torch_threads=threads, held_out=list(data.HELD_OUT))
-        json.dump(log, open(os.path.join(folder, "pretrain.json"), "w"), indent=1)
+        os.makedirs(wdir, exist_ok=True)
+        log = (pretrain_flux if kind == "tiny-flux" else pretrain_wan)(folder, wdir, names)
+        log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads, photos=list(names),
+                   held_out=list(data.HELD_OUT))
+        with open(os.path.join(folder, "pretrain.json"), "w") as f:
+            json.dump(log, f, indent=1)
         sample_sheet(folder, kind == "tiny-wan", os.path.join(folder, "samples.png"))
-        print(f"[{kind}] done: {log}")
+        print(f"[{kind}] done: {folder}")
+
+
+if __name__ == "__main__":
+    parse(globals(), sys.argv[1:])
+    with fail.guard():
+        main()

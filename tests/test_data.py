@@ -47,7 +47,7 @@ def test_unknown_task():
 def test_held_out_photos_are_not_training_photos():
     assert not set(data.HELD_OUT) & set(data.TRAIN_PHOTOS)
     crops = data.eval_crops(64, 4)
-    assert len(crops) == 4 * len(data.HELD_OUT) and crops[0][1].shape == (3, 64, 64)
+    assert len(crops) == 4 * len(data.available(data.HELD_OUT)) and crops[0][1].shape == (3, 64, 64)
 
 
 def test_camera_clip_moves_smoothly():
@@ -118,3 +118,28 @@ def test_paired_folder_and_json(tmp_path):
     (tmp_path / "gt" / "2.png").unlink()
     with pytest.raises(data.InputError, match="no matching ground truth"):
         data.paired_folder(str(tmp_path))
+
+
+def test_read_image_converts_palette_and_cmyk_and_shrinks(tmp_path):
+    yy, xx = np.mgrid[0:40, 0:60]
+    rgb = np.stack([xx * 4, yy * 6, 255 - xx * 4], -1).astype(np.uint8)  # smooth colours
+    im = Image.fromarray(rgb)
+    im.quantize(16).save(tmp_path / "p.png")  # palette: the raw array holds indices, not colours
+    im.convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    for f in ("p.png", "c.jpg"):
+        x = data.read_image(str(tmp_path / f))
+        want = np.array(Image.open(tmp_path / f).convert("RGB"))  # colours, not palette indices or CMYK
+        assert x.shape == (3, 40, 60) and torch.equal((x * 255).round().byte(), torch.from_numpy(want).permute(2, 0, 1))
+        assert (x * 255 - torch.from_numpy(rgb).permute(2, 0, 1)).abs().mean() < 20, f  # near the original
+    assert data.read_image(str(tmp_path / "p.png"), max_side=20).shape == (3, 20, 30)
+
+
+def test_debian_photos_are_named_and_held_out_ones_are_real_photos():
+    assert set(data.HELD_OUT_DEBIAN) <= set(data.DEBIAN_PHOTOS)
+    assert all(data.DEBIAN_PHOTOS[n].startswith("a photo") for n in data.HELD_OUT_DEBIAN)
+    for name in data.available(data.HELD_OUT_DEBIAN)[:1]:  # where the packages are installed
+        assert min(data.photo(name).shape[1:]) == data.MAX_SIDE
+    missing = [n for n in data.DEBIAN_PHOTOS if n not in data.available(data.DEBIAN_PHOTOS)]
+    if missing:
+        with pytest.raises(data.InputError, match="apt-get install"):
+            data.photo(missing[0])
