@@ -51,13 +51,22 @@ def resolve_prompts(bb, names):
         path = name if os.path.isfile(name) else os.path.join(prompts_dir, bb.name, f"{name}.safetensors")
         if not os.path.isfile(path):
             if name.endswith((".safetensors", ".pt")) or os.sep in name:
-                fail(f"prompt file not found: {name}")
+                raise data.InputError(f"prompt file not found: {name}")
             have = sorted(f[:-12] for f in os.listdir(os.path.join(prompts_dir, bb.name))
                           if f.endswith(".safetensors")) if os.path.isdir(os.path.join(prompts_dir, bb.name)) else []
-            fail(f"unknown task {name!r} for {bb.name}: known tasks are {', '.join(have) or 'none'} "
-                 f"(in {os.path.join(prompts_dir, bb.name)}); train one with python train.py --task={name}")
+            raise data.InputError(f"unknown task {name!r} for {bb.name}: known tasks are {', '.join(have) or 'none'} "
+                                  f"(in {os.path.join(prompts_dir, bb.name)}); train one with python train.py --task={name}")
         out_.append(bb.check(prompt_lib.load(path)))
     return out_
+
+
+def prepare(bb, names):
+    """Task names or files -> (prompts, bridge, T0): what restore() takes (main and app.py)."""
+    prompts = resolve_prompts(bb, names)
+    bridges = {bridge_name or p.meta.get("bridge", "ebr") for p in prompts}
+    if len(bridges) > 1:
+        raise data.InputError(f"the prompts were trained on different bridges ({', '.join(sorted(bridges))}); pass --bridge")
+    return prompts, bridges.pop(), t0 or float(prompts[0].meta.get("t0", bridge.T0))
 
 
 def starts(length, size, overlap):
@@ -215,12 +224,7 @@ def main(paths):
             fail(f"output {o} would overwrite the input; choose another --out")
     is_video = any(kind != "image" for _, kind, _ in plan)
     bb = backbones.load(backbone or None, video=is_video, device=device or None)
-    prompts = resolve_prompts(bb, names)
-    bridges = {bridge_name or p.meta.get("bridge", "ebr") for p in prompts}
-    if len(bridges) > 1:
-        fail(f"the prompts were trained on different bridges ({', '.join(sorted(bridges))}); pass --bridge")
-    bridge_ = bridges.pop()
-    t0_ = t0 or float(prompts[0].meta.get("t0", bridge.T0))
+    prompts, bridge_, t0_ = prepare(bb, names)
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) == 1):
         if kind == "image":
             x, rate = data.read_image(s), None

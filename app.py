@@ -1,0 +1,186 @@
+"""A local web page to restore your own photos and clips (Gradio).
+
+    python app.py                        # the tiny default backbones on CPU; prints the local address
+    python app.py --backbone wan         # Wan 2.1 (or flux, or a local diffusers folder)
+    python app.py --backbone wan --tasks=path/to/wan_haze.pt,path/to/wan_rain.pt
+    python app.py --port 8000
+
+Options (--key=value or --key value):
+    --port      the local port the page is served on (default 7860)
+    --host      the address to listen on (default 127.0.0.1: this machine only)
+    --backbone  tiny default (tiny-flux for photos, tiny-wan for clips), flux, wan or a local folder
+    --tasks     the tasks offered: names or prompt files (default: the shipped prompts of the backbone)
+    --device    cuda, cpu, ... (default: cuda when there is one)
+
+The page restores with the very functions sample.py calls (sample.prepare, sample.restore,
+data.read_*/write_*): same prompts, same mixing of several tasks, same tiles and windows.
+Nothing is fetched from the network, at start or in the page.
+"""
+import os
+
+# before gradio is imported: no usage statistics or version checks sent home (the only calls
+# gradio makes on its own; share, SSR, PWA and MCP are turned off in launch below)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+import backbones  # noqa: E402
+import bridge  # noqa: E402
+import data  # noqa: E402
+import sample  # noqa: E402
+from cli import fail, parse  # noqa: E402
+
+# ---------------------------------------------------------------- config (override: --key=value)
+port = 7860           # the local port the page is served on
+host = "127.0.0.1"    # the address to listen on (0.0.0.0: other machines on your network too)
+backbone = ""         # default: tiny-flux for photos, tiny-wan for clips; or flux, wan, a local folder
+tasks = ""            # the tasks offered, names or prompt files (default: the shipped prompts of the backbone)
+device = ""           # cuda, cpu, ... (default: cuda when there is one)
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+MAX_STEPS = 200
+LOCK = threading.Lock()  # one restoration at a time: sample's settings and the prompt hooks are shared
+BACKBONES = {}           # photo/clip -> loaded backbone (one for both when --backbone names one)
+PHOTO = dict(interactive=False, height=420, buttons=["download", "fullscreen"])  # no "share": it uploads to the hub
+CLIP = dict(interactive=False, height=420)
+
+
+def get_backbone(clip):
+    key = clip and not backbone
+    if key not in BACKBONES:
+        BACKBONES[key] = backbones.load(backbone or None, video=clip, device=device or None)
+    return BACKBONES[key]
+
+
+def task_choices():
+    """(label, value) pairs for the task boxes: --tasks, or every shipped prompt of the backbones."""
+    if tasks:
+        names = [t.strip() for t in tasks.split(",") if t.strip()]
+    else:
+        names = set()
+        for bb in BACKBONES.values():
+            folder = os.path.join(sample.prompts_dir, bb.name)
+            if os.path.isdir(folder):
+                names |= {f[:-len(".safetensors")] for f in os.listdir(folder) if f.endswith(".safetensors")}
+        names = sorted(names)
+    if not names:
+        fail(f"no prompts shipped for {', '.join(bb.name for bb in BACKBONES.values())}; "
+             f"pass --tasks=path/to/prompt.safetensors (or the authors' .pt), several separated by commas")
+    return [(os.path.splitext(os.path.basename(n))[0], n) for n in names]
+
+
+def message(e, path):
+    """One line, naming the upload by its own name rather than its place in gradio's cache."""
+    return " ".join(str(e).split()).replace(path, os.path.basename(path)) or type(e).__name__
+
+
+def show_input(path):
+    """On upload: the input in the photo or the clip pair, last results cleared."""
+    clip = bool(path) and data.is_video(path)
+    photo = path if path and not clip else None
+    if photo:
+        try:
+            data.read_image(photo)
+        except data.InputError as e:
+            gr.Warning(message(e, photo))
+            photo = None
+    return (gr.Row(visible=not clip), gr.Row(visible=clip), photo, None,
+            path if clip else None, None, None)
+
+
+def restore(file, task_names, steps, t0, seed, progress=gr.Progress(track_tqdm=True)):
+    """-> (restored photo, restored clip, the file to download): full size, PNG or mp4.
+    progress: gradio follows sample.restore's tqdm bar (one tick per step) in the page."""
+    if not file:
+        raise gr.Error("upload a photo or a clip first")
+    if not task_names:
+        raise gr.Error("choose at least one task")
+    # (the sliders' bounds and the task choices are checked by gradio, for the API too)
+    try:
+        clip = data.is_video(file)
+        x, fps = data.read_video(file) if clip else (data.read_image(file), None)
+        with LOCK:
+            bb = get_backbone(clip)
+            sample.seed, sample.steps, sample.t0 = int(seed), int(steps), float(t0)
+            prompts, bridge_, t0_ = sample.prepare(bb, task_names)
+            y = sample.restore(bb, x, prompts, bridge_, t0_, desc=os.path.basename(file))
+        # a folder of its own per request: two people restoring "photo.png" never share a file
+        out_dir = tempfile.mkdtemp(prefix="restored-", dir=gr.utils.get_upload_folder())
+        stem = os.path.splitext(os.path.basename(file))[0]
+        out = os.path.join(out_dir, stem + "_restored_" + "+".join(
+            os.path.splitext(os.path.basename(n))[0] for n in task_names) + (".mp4" if clip else ".png"))
+        if clip:
+            data.write_video(out, y, fps)
+        else:
+            data.write_image(out, y)
+    except (ValueError, RuntimeError, OSError, TypeError) as e:  # what fail.guard turns into one line
+        raise gr.Error(message(e, file)) from None
+    return (None, out, out) if clip else (out, None, out)
+
+
+def build(choices):
+    names = " / ".join(sorted({bb.name for bb in BACKBONES.values()}))
+    with gr.Blocks(title="ypt-mini: restore", delete_cache=(3600, 24 * 3600)) as demo:
+        gr.Markdown(f"## ypt-mini: restore a photo or a clip\nA frozen pre-trained backbone "
+                    f"(**{names}**) plus a small learned prompt per degradation. Several tasks "
+                    f"are mixed (their velocities averaged). Any size; the download is full size.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="your photo or clip (png, jpg, ..., mp4)", elem_id="upload")
+                first = "haze" if "haze" in dict(choices).values() else choices[0][1]
+                task_box = gr.CheckboxGroup(choices, value=[first], label="tasks (several are mixed)", elem_id="tasks")
+                with gr.Accordion("advanced", open=False):
+                    steps_box = gr.Slider(1, MAX_STEPS, value=bridge.STEPS, step=1, label="steps (backbone calls)")
+                    t0_box = gr.Slider(0, 0.95, value=0, step=0.05, label="T0, the start noise (0: the prompt's own)")
+                    seed_box = gr.Number(0, precision=0, label="seed (of the sampler's starting noise)")
+                button = gr.Button("Restore", variant="primary", elem_id="restore")
+                download = gr.File(label="download (full size)", interactive=False, elem_id="download")
+            with gr.Column(scale=2):
+                with gr.Row() as photo_row:  # side by side, shown at most 420 px high, full size behind
+                    photo_in = gr.Image(label="input", type="filepath", **PHOTO, elem_id="photo-in")
+                    photo_out = gr.Image(label="restored", type="filepath", **PHOTO, elem_id="photo-out")
+                with gr.Row(visible=False) as clip_row:  # format=None: the mp4 as written, not re-encoded
+                    clip_in = gr.Video(label="input", format=None, **CLIP, buttons=[], elem_id="clip-in")
+                    clip_out = gr.Video(label="restored", format=None, **CLIP, buttons=["download"], elem_id="clip-out")
+        examples = [[os.path.join(ROOT, "examples", f"{t}.png"), [t]] for t in ("haze", "rain", "snow", "lowlight")
+                    if os.path.isfile(os.path.join(ROOT, "examples", f"{t}.png")) and t in dict(choices).values()]
+        if examples:
+            gr.Examples(examples, [upload, task_box], label="examples (degraded held-out photos)")
+        upload.change(show_input, upload, [photo_row, clip_row, photo_in, photo_out, clip_in, clip_out, download],
+                      api_name=False, concurrency_limit=None)  # cheap: never waits behind a restore
+        # concurrency_limit=1: requests queue (the page shows the position); each gets its own output
+        button.click(restore, [upload, task_box, steps_box, t0_box, seed_box], [photo_out, clip_out, download],
+                     api_name="restore", concurrency_limit=1)
+    return demo
+
+
+def main():
+    with fail.guard():  # a backbone that cannot load, an unknown task, a port in use: one line, exit 2
+        get_backbone(False)
+        if not backbone:
+            get_backbone(True)
+        choices = task_choices()
+        if tasks:  # checked now rather than at the first press of Restore
+            sample.resolve_prompts(get_backbone(False), [n for _, n in choices])
+        demo = build(choices)
+        _, url, _ = demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False,
+                                mcp_server=False, quiet=True, prevent_thread_lock=True,
+                                footer_links=["api", "settings"])
+    print(f"ypt-mini app: open {url} (Ctrl+C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        demo.close()
+
+
+if __name__ == "__main__":
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):  # until cli.parse prints help itself
+        print(__doc__.strip())
+        sys.exit(0)
+    if parse(globals(), sys.argv[1:]):
+        fail("app.py takes no positional arguments; upload files in the page")
+    main()
