@@ -1,6 +1,7 @@
 """The command line: --help read from each script's config block, and the option parsing."""
 import importlib
 import os
+import re
 
 import pytest
 
@@ -74,3 +75,29 @@ def test_parse_keeps_its_semantics_and_reads_literals(tmp_path):
             cli.parse(cfg, bad)
     assert cli.options(str(src)) == [("steps", "steps"), ("lr", "lr"), ("name", "a name"), ("fast", "fast"),
                                      ("cache", "two sizes"), ("limit", "none")]
+
+
+def test_config_block_shapes_pretrain_uses(tmp_path):
+    # pretrain.py's block: pairs (a, b = 1, 2), chains (a = b = None), a help on the line above
+    src = tmp_path / "pre.py"
+    src.write_text('"""Pre-train."""\n# not the block\nx = 1  # not an option\n'
+                   '# ------------------------------------------ config (override: --key=value)\n'
+                   'vae_steps_a, tf_steps_a = 24, 80  # a: VAE steps, transformer steps\n'
+                   '# latents cached: 64 px and 128 px crops\ncache = (60, 15)\n'
+                   'vae_steps = tf_steps = None  # both at once\n_private = 3  # no\n\n\ndef configure():\n    pass\n'
+                   'after = 2  # not in the block\n')
+    assert cli.options(str(src)) == [("vae_steps_a", "a: VAE steps, transformer steps"),
+                                     ("tf_steps_a", "a: VAE steps, transformer steps"),
+                                     ("cache", "latents cached: 64 px and 128 px crops"),
+                                     ("vae_steps", "both at once"), ("tf_steps", "both at once")]
+    fresh = {"__file__": str(src), "__doc__": "Pre-train.", "x": 1, "vae_steps_a": 24, "tf_steps_a": 80,
+             "cache": (60, 15), "vae_steps": None, "tf_steps": None, "_private": 3, "after": 2}
+    text = cli.usage(fresh)
+    assert text.startswith("Pre-train.") and re.search(r"\n  --cache=\(60, 15\) +latents cached: 64 px", text)
+    assert re.search(r"\n  --tf_steps=None +both at once", text) and "--x=" not in text and "--after" not in text
+    cfg = dict(fresh)
+    cli.parse(cfg, ["--vae_steps=2", "--cache=(8,4)", "--tf_steps_a", "5"])
+    assert (cfg["vae_steps"], cfg["cache"], cfg["tf_steps_a"]) == (2, (8, 4), 5)
+    for bad in ("--x=2", "--after=3", "--_private=1"):
+        with pytest.raises(SystemExit):
+            cli.parse(cfg, [bad])
