@@ -178,9 +178,6 @@ def main():
 
 
 if __name__ == "__main__":
-    if any(a in ("-h", "--help") for a in sys.argv[1:]):  # until cli.parse prints help itself
-        print(__doc__.strip())
-        sys.exit(0)
     if parse(globals(), sys.argv[1:]):
         fail("app.py takes no positional arguments; upload files in the page")
     main()

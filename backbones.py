@@ -5,9 +5,15 @@ The rest of the repo sees one small interface and never the backbone's name:
   bb.decode(latents) -> pixels     with each VAE's own normalization
   bb.velocity(x, sigma, prompts)   one batched call, [k, B, ...] for k prompts (None = bare)
   bb.new_prompt(task=...)          a zero-gate prompt of the right shape
-  bb.video, bb.multiple, bb.frames_ok(n), bb.context (the cached null-text context)
+  bb.video, bb.multiple, bb.frames_ok(n), bb.latent_shape(h, w, frames), bb.context (the cached
+  null-text context), bb.device (where all of its inputs and outputs live)
 Everything FLUX- or Wan-specific (latent packing, ids, pooled projection, guidance, timestep
-convention, VAE scaling) lives in this file and nowhere else.
+convention, VAE scaling, the real configs) lives in this file and nowhere else.
+
+Device policy: a backbone computes on bb.device, and everything it returns (latents, velocities,
+pixels from decode) stays there; callers keep latents, noise and the sampler's state on it too.
+The transformer is bf16 on GPU, fp32 on CPU; the VAE too (bf16 on GPU kept the tiny default's VAE
+output within 0.1 dB, README), fp32 on CPU unless asked.
 """
 import json
 import os
@@ -39,6 +45,25 @@ SIZES = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1, train
          "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1, train_lr=5e-3),
          "tiny-wan": dict(train_size=64, train_frames=9, tile=64, window=9, train_lr=5e-3)}
 
+# The real architectures, to build them without their weights (DESIGN.md sections 6 and 11):
+# bench.py --arch makes them with random weights on a GPU, the tests on the meta device.
+ARCH = {
+    "flux": dict(
+        transformer=dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                         num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                         guidance_embeds=True, axes_dims_rope=[16, 56, 56]),
+        vae=dict(block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+                 up_block_types=["UpDecoderBlock2D"] * 4, layers_per_block=2, latent_channels=16,
+                 norm_num_groups=32, sample_size=1024, scaling_factor=0.3611, shift_factor=0.1159,
+                 use_quant_conv=False, use_post_quant_conv=False),
+        pooled=768),  # CLIP's pooled vector
+    "wan": dict(
+        transformer=dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
+                         out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
+                         cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6),
+        vae=dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True])),
+}
+
 
 class Backbone:
     video = False
@@ -66,6 +91,11 @@ class Backbone:
     def check(self, p):
         self.injector.check(p, self.prompt_shape[0], self.name)
         return p.to(self.device)
+
+    def latent_shape(self, h, w, frames=1):
+        """The latent of one [3, (frames,) h, w] input: [16, (latent frames,) h/8, w/8]."""
+        lat = [h // self.vae_scale, w // self.vae_scale]
+        return tuple([self.latent_channels] + ([(frames - 1) // self.temporal + 1] if self.video else []) + lat)
 
     def velocity(self, x, sigma, prompts=(None,), context=None):
         """v for each prompt, from one batched call: [k, B, ...].
@@ -109,6 +139,7 @@ class FluxBackbone(Backbone):
         self.pooled = pooled.to(self.device, dtype)
         self.__dict__.update(SIZES["flux"])  # load() replaces these for the tiny default
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_channels = vae.config.latent_channels
         self.multiple = self.vae_scale * 2  # latents are packed 2x2 into tokens
 
     def encode(self, pixels):
@@ -159,6 +190,7 @@ class WanBackbone(Backbone):
         cfg = vae.config
         self.__dict__.update(SIZES["wan"])  # load() replaces these for the tiny default
         self.temporal = cfg.scale_factor_temporal
+        self.vae_scale, self.latent_channels = cfg.scale_factor_spatial, cfg.z_dim
         self.multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
         self.mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
         self.std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1).to(self.device)
@@ -221,15 +253,26 @@ def _pretrained(cls, where, sub, **kw):
                            f"folder: --backbone /path/to/folder") from None
 
 
-def load(backbone=None, video=False, device=None, keep_text_encoder=False):
+def dtypes(device, vae_dtype=None):
+    """(transformer dtype, VAE dtype) on a device: bf16 on GPU, fp32 elsewhere; vae_dtype
+    ('bf16' or 'fp32') overrides the VAE's."""
+    half = torch.device(device).type == "cuda"
+    names = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    if vae_dtype and vae_dtype not in names:
+        raise ValueError(f"--vae_dtype={vae_dtype}: choose bf16 or fp32")
+    vae = names[vae_dtype] if vae_dtype else (torch.bfloat16 if half else torch.float32)
+    return (torch.bfloat16 if half else torch.float32), vae
+
+
+def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_dtype=None):
     """A Backbone from 'tiny-flux', 'tiny-wan', 'flux', 'wan', a hub id or a local folder.
 
     No name: the shipped tiny default (images: tiny-flux, videos: tiny-wan). bf16 on GPU, fp32
-    on CPU. The text encoder runs once for the null context and is freed unless kept.
+    on CPU (see dtypes). The text encoder runs once for the null context and is freed unless kept.
     """
     backbone = backbone or DEFAULT["video" if video else "image"]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    dtype, vae_dtype = dtypes(device, vae_dtype)
     where = TINY.get(backbone) or HUB.get(backbone) or backbone
     if backbone in TINY and not os.path.isdir(where):
         raise ValueError(f"{backbone} weights are missing at {where}; run `python pretrain.py` to make them")
@@ -243,19 +286,19 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False):
                          f"one of the hub ids {', '.join(HUB.values())}, or an existing folder")
     name = backbone if backbone in TINY or backbone in HUB else os.path.basename(os.path.normpath(where))
     with torch.no_grad():  # the null context is computed once, with no graph
-        bb = _load(kind, where, name, device, dtype, keep_text_encoder)
+        bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder)
     tiny = os.path.isfile(os.path.join(where, "pretrain.json"))
     for key, val in SIZES[("tiny-" if tiny else "") + kind].items():
         setattr(bb, key, val)
     return bb
 
 
-def _load(kind, where, name, device, dtype, keep_text_encoder):
+def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
 
     flux = kind == "flux"
     tf = _pretrained(FluxTransformer2DModel if flux else WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
-    vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=torch.float32)
+    vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype)
     sub = "_2" if flux else ""  # FLUX's T5 is its second text encoder; Wan has only UMT5
     tok = _pretrained(AutoTokenizer, where, f"tokenizer{sub}")
     enc = _pretrained(T5EncoderModel if flux else UMT5EncoderModel, where, f"text_encoder{sub}",
@@ -279,6 +322,44 @@ def _load(kind, where, name, device, dtype, keep_text_encoder):
         bb.text = (tok, enc.requires_grad_(False), length)
     else:
         del enc
+    return bb
+
+
+def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
+    """The architecture `kind` (flux, wan: the real configs above; tiny-flux, tiny-wan: tiny.py's)
+    with random weights and a random null context of the right shape: no download. Built on the
+    device directly (a 12 B model in seconds on a GPU; shapes only on the meta device)."""
+    import tiny
+    real = kind in ARCH
+    if kind not in ARCH and kind not in TINY:
+        raise ValueError(f"unknown architecture {kind!r}; choose one of {', '.join(list(ARCH) + list(TINY))}")
+    flux = kind in ("flux", "tiny-flux")
+    device = torch.device(device)
+    dtype, vae_dtype = dtypes(device, vae_dtype)
+    cfg = ARCH[kind] if real else dict(transformer=tiny.FLUX_TRANSFORMER if flux else tiny.WAN_TRANSFORMER,
+                                       vae=tiny.FLUX_VAE if flux else tiny.WAN_VAE,
+                                       pooled=tiny.FLUX_TRANSFORMER["pooled_projection_dim"])
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    try:
+        with torch.device(device):
+            torch.set_default_dtype(dtype)
+            tf = (FluxTransformer2DModel if flux else WanTransformer3DModel)(**cfg["transformer"])
+            torch.set_default_dtype(vae_dtype)
+            vae = (AutoencoderKL if flux else AutoencoderKLWan)(**cfg["vae"])
+    finally:
+        torch.set_default_dtype(default)
+    length = CONTEXT_LEN[kind] if real else tiny.TEXT_LEN
+    width = tf.config.joint_attention_dim if flux else tf.config.text_dim
+    g = torch.Generator().manual_seed(seed + 1)
+    context = torch.randn(1, length, width, generator=g) * 0.1  # T5 states are of this order
+    if flux:
+        pooled = torch.randn(1, cfg["pooled"], generator=g) * 0.1
+        bb = FluxBackbone(kind, tf, vae, context, pooled, device, dtype)
+    else:
+        bb = WanBackbone(kind, tf, vae, context, device, dtype)
+    for key, val in SIZES[kind].items():
+        setattr(bb, key, val)
     return bb
 
 

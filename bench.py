@@ -1,47 +1,84 @@
-"""Speed ratios of the training step, the sampler and prompt mixing, measured side by side.
+"""Speed of training and restoring, measured side by side; prints a table.
 
-    python bench.py                      # the shipped tiny-flux default, 2 threads
+    python bench.py                      # the shipped tiny-flux default on the CPU, 2 threads
     python bench.py --size=512 --repeats=3
+    python bench.py --arch=flux          # the real FLUX.1-dev architecture on this GPU, random weights
+    python bench.py --arch=wan           # the real Wan 2.1 T2V 1.3B architecture on this GPU
 
-Prints a table. Ratios, not seconds, are the targets (these machines are noisy):
+Without --arch, the tiny default on the CPU. Ratios, not seconds, are the targets (these machines
+are noisy):
   train step / one backbone forward at the same batch and size   (floor ~2, target <= 2.5)
   restore time / (backbone calls x one call)                       (target <= 1.15)
   mixing k prompts / one prompt, batched call                      (k = 2, 3)
 and the wall time of restoring a 512x512 photo end to end (target <= 20 s on 2 cores).
+
+With --arch=flux|wan, the architecture is built from its config with random bf16 weights directly
+on the GPU, the VAE from its real config, random text contexts of the right shapes: nothing is
+downloaded, so you learn what your GPU can do before fetching the weights. Rows: one forward (no
+grad, with the training's attention kernels) and the train step (train.train_step) at the
+training size and at the restore size, with and without gradient checkpointing (time and peak
+GPU memory); restore / (calls x one call) end to end and for the
+sampler alone; VAE encode+decode in fp32 and bf16; tiles (FLUX) or frame windows (Wan); mixing
+two prompts. Without a GPU it prints one line and exits with code 2.
+--arch=tiny-flux|tiny-wan measures the same rows on the tiny architectures, on any device.
 """
+import contextlib
 import statistics
 import sys
 import time
 
+import diffusers
 import torch
+from torch.nn.attention import sdpa_kernel
 
 import backbones
 import bridge
 import data
 import sample
 import train
-from cli import parse
+from cli import fail, parse
 
-backbone = ""
-size = 128        # training and sampling size for the ratios (px)
-batch = 4
-repeats = 5
-threads = 2
-photo_size = 512
+# ---------------------------------------------------------------- config (override: --key=value)
+arch = ""         # flux | wan: the real architecture, random weights, on this GPU; tiny-flux | tiny-wan: any device
+backbone = ""     # without --arch: the backbone measured on the CPU (default tiny-flux)
+size = 128        # without --arch: training and sampling size for the ratios (px)
+batch = 4         # without --arch: pairs per training step
+photo_size = 512  # without --arch: the photo restored end to end (px)
+repeats = 5       # timed runs per measure after one warm-up; the median is shown
+steps = bridge.STEPS  # sampler grid points = backbone calls per prompt
+threads = 2       # torch CPU threads
+device = ""       # with --arch: where to build it (default cuda; tiny-* also run on cpu)
 
 
-def timed(fn, n):
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, n, dev=torch.device("cpu")):
+    """Median seconds of n runs of fn after one warm-up (GPU work waited for)."""
     fn()  # warm-up
     out = []
     for _ in range(n):
+        sync(dev)
         t = time.perf_counter()
         fn()
+        sync(dev)
         out.append(time.perf_counter() - t)
     return statistics.median(out)
 
 
+def measured(fn, n, dev):
+    """(median seconds, peak GPU memory in GiB or None) of fn."""
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    t = timed(fn, n, dev)
+    return t, (torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None)
+
+
 def main():
     torch.set_num_threads(threads)
+    sample.steps = steps
     bb = backbones.load(backbone or None, device="cpu")
     g = torch.Generator().manual_seed(0)
     pairs = data.make_pairs("photos", "haze", 8, size, 1, g, bb.video)
@@ -54,7 +91,6 @@ def main():
     # 1. training step vs one forward, same batch and size
     train.batch = batch
     x, s = zd[:batch], torch.full((batch,), 0.3)
-    fwd = timed(lambda: bb.velocity(x, s, [p]), repeats)
     with torch.no_grad():
         fwd_nograd = timed(lambda: bb.velocity(x, s, [p]), repeats)
     opt = torch.optim.AdamW(p.parameters(), lr=5e-4)
@@ -64,11 +100,10 @@ def main():
     # 2. sampling vs its backbone calls (one image of `size` px, one prompt, whole)
     img = pairs[0][0]
     sample.seed = 0
-    calls = bridge.STEPS
     with torch.no_grad():
         one = timed(lambda: bb.velocity(zd[:1], torch.full((1,), 0.3), [p]), repeats)
     full = timed(lambda: sample.restore(bb, img, [p], "ebr", bridge.T0), max(1, repeats // 2))
-    rows.append((f"restore {size}px / ({calls} calls x one call)", full, calls * one, full / (calls * one), "<= 1.15"))
+    rows.append((f"restore {size}px / ({steps} calls x one call)", full, steps * one, full / (steps * one), "<= 1.15"))
 
     # 3. mixing k prompts, one batched call per step
     ps = [p] + [bb.new_prompt(task=f"t{i}") for i in range(2)]
@@ -91,6 +126,118 @@ def main():
         print(f"{name:<40} {a:9.3f} {b:10.3f} {r:7.2f}  {tgt}")
 
 
+# ------------------------------------------------------------------ --arch: the real architectures
+
+def shape_name(h, w, f, bb):
+    return f"{f}x{h}x{w}" if bb.video else f"{h}x{w}"
+
+
+def main_arch():
+    known = list(backbones.ARCH) + list(backbones.TINY)
+    if arch not in known:
+        fail(f"--arch={arch}: choose one of {', '.join(known)}")
+    cuda = torch.cuda.is_available()
+    dev = torch.device(device or ("cuda" if cuda or arch in backbones.ARCH else "cpu"))
+    if dev.type == "cuda" and not cuda:
+        fail(f"bench.py --arch={arch} needs a CUDA GPU and torch sees none (torch.cuda.is_available() is "
+             f"False); python bench.py measures the tiny default on the CPU")
+    if arch in backbones.ARCH and dev.type != "cuda":
+        fail(f"bench.py --arch={arch} builds the real architecture on a GPU, not on {dev}")
+    torch.set_num_threads(threads)
+    sample.steps, sample.seed, sample.progress = steps, 0, False
+    t = time.perf_counter()
+    bb = backbones.random_backbone(arch, dev)
+    sync(dev)
+    built = time.perf_counter() - t
+    params = sum(q.numel() for q in bb.transformer.parameters())
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
+    versions = f"torch {torch.__version__}" + (f" + CUDA {torch.version.cuda}" if dev.type == "cuda" else "")
+    resident = f", {torch.cuda.memory_allocated(dev) / 2**30:.1f} GiB resident" if dev.type == "cuda" else ""
+    print(f"bench --arch={arch}: {params / 1e9:.3f} B numbers in {bb.dtype}, VAE {bb.vae.dtype}, random weights, "
+          f"built in {built:.1f} s on {where} ({versions}){resident}; median of {repeats}", flush=True)
+    p, p2 = bb.new_prompt(task="a"), bb.new_prompt(task="b")
+    with torch.no_grad():
+        p.gates.fill_(0.1)
+        p2.gates.fill_(-0.1)
+    rows = []
+
+    def row(name, a, ref, peak, target=""):
+        rows.append((name, a, ref, peak, target))
+        r, rf = (f"{a / ref:7.2f}", f"{ref:10.3f}") if ref else (f"{'':7}", f"{'':10}")
+        pk = f"{peak:8.1f}" if peak is not None else f"{'-':>8}"
+        print(f"  {name:<52} {a:9.3f} {rf} {r} {pk}  {target}".rstrip(), flush=True)
+
+    print(f"  {'measure':<52} {'time (s)':>9} {'reference':>10} {'ratio':>7} {'peak GiB':>8}  target")
+    # training at the training size and at the restore size (batch 2, batch 1); the restore size
+    # is the largest restored whole: FLUX tile x tile, Wan window frames x train size x tile
+    hr, wr, fr = (bb.train_size, bb.tile, bb.window) if bb.video else (bb.tile, bb.tile, 1)
+    configs = [(bb.train_size, bb.train_size, bb.train_frames if bb.video else 1, 2), (hr, wr, fr, 1)]
+    g = torch.Generator().manual_seed(0)
+    for h, w, f, b in configs:
+        desc = f"{shape_name(h, w, f, bb)}, batch {b}"
+        z = torch.randn((b,) + bb.latent_shape(h, w, f), generator=g).to(dev)
+        s = torch.full((b,), 0.3, device=dev)
+        kernels = train.attention_kernels(dev)  # the forward with the step's attention kernels
+        with torch.no_grad(), sdpa_kernel(kernels) if kernels else contextlib.nullcontext():
+            fwd, peak = measured(lambda: bb.velocity(z, s, [p]), repeats, dev)
+        row(f"forward {desc}", fwd, None, peak)
+        train.batch = b
+        pt = bb.new_prompt(task="t")
+        opt = torch.optim.AdamW(pt.parameters(), lr=1e-4)
+        for ckpt in (False, True):
+            if ckpt:
+                bb.transformer.enable_gradient_checkpointing()
+            step, peak = measured(lambda: train.train_step(bb, pt, opt, z, z, g), repeats, dev)
+            bb.transformer.disable_gradient_checkpointing()
+            row(f"train step / forward, {desc}{', grad ckpt' if ckpt else ''}", step, fwd, peak,
+                "" if ckpt else "<= 2.5")
+        del z, pt, opt
+
+    # restore at the restore size: end to end (pixels on the CPU in and out, as from a file),
+    # and the sampler alone, against `steps` calls of the backbone on that latent
+    x = torch.rand((3, fr, hr, wr) if bb.video else (3, hr, wr), generator=g)
+    desc = shape_name(hr, wr, fr, bb)
+    y = sample.to_latents(bb, x)
+    s1 = torch.full((1,), 0.3, device=dev)
+    with torch.no_grad():
+        one, peak = measured(lambda: bb.velocity(y, s1, [p]), repeats, dev)
+    row(f"one call, {desc}", one, None, peak)
+    n = max(1, repeats // 2)
+    full, peak = measured(lambda: sample.restore(bb, x, [p], "ebr", bridge.T0), n, dev)
+    row(f"restore {desc} / ({steps} calls x one call)", full, steps * one, peak, "<= 1.15")
+    alone, peak = measured(lambda: sample.sample_latents(bb, y, [p], "ebr", bridge.T0), n, dev)
+    row(f"sampler alone (no VAE) / ({steps} calls x one call)", alone, steps * one, peak)
+    with torch.no_grad():
+        two, peak = measured(lambda: bb.velocity(y, s1, [p, p2]), repeats, dev)
+    row(f"mix 2 prompts / 1 prompt (one call), {desc}", two, one, peak, "<= 2")
+
+    # the VAE in fp32 and in bf16 (the GPU default), encode + decode of the restore size
+    policy = bb.vae.dtype
+    diffusers.utils.logging.set_verbosity_error()  # casting a VAE with .to() warns; these weights are random
+    for dt in (torch.float32, torch.bfloat16):
+        bb.vae.to(dt)
+        vt, peak = measured(lambda: sample.from_latents(bb, sample.to_latents(bb, x), x), n, dev)
+        row(f"VAE encode + decode {desc}, {str(dt).split('.')[-1]}", vt, None, peak)
+    bb.vae.to(policy)
+
+    # an input larger than one tile (FLUX: twice as wide) or one window (Wan: twice as long)
+    hb, wb, fb = (hr, wr, 2 * fr - 1) if bb.video else (hr, 2 * wr, 1)
+    big = torch.rand((3, fb, hb, wb) if bb.video else (3, hb, wb), generator=g)
+    sizes, _, boxes = sample.layout(bb.latent_shape(hb, wb, fb)[1:], sample.tile_sizes(bb))
+    k = min(len(boxes), sample.chunk)
+    calls = -(-len(boxes) // sample.chunk)  # backbone calls per step
+    zt = torch.randn((k, bb.latent_channels) + tuple(sizes), generator=g).to(dev)
+    with torch.no_grad():
+        tile_call, peak = measured(lambda: bb.velocity(zt, torch.full((k,), 0.3, device=dev), [p]), repeats, dev)
+    what = "windows" if bb.video else "tiles"
+    row(f"one call on {k} {what}", tile_call, None, peak)
+    tiled, peak = measured(lambda: sample.restore(bb, big, [p], "ebr", bridge.T0), n, dev)
+    row(f"restore {shape_name(hb, wb, fb, bb)} ({len(boxes)} {what}) / ({steps} x {calls} call)",
+        tiled, steps * calls * tile_call, peak)
+    return rows
+
+
 if __name__ == "__main__":
     parse(globals(), sys.argv[1:])
-    main()
+    with fail.guard():
+        main_arch() if arch else main()

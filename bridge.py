@@ -83,7 +83,8 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
     """Deterministic DDIM-like sampler on the construction's own family of states.
 
     velocity(x, sigma) -> v is any function (one prompt, a mix, an oracle): the sampler never
-    knows about backbones. y is the degraded latent, eps the starting noise (seed it).
+    knows about backbones. y is the degraded latent, eps the starting noise (seed it); the state
+    stays on y's device and the coefficients are plain numbers, so a step copies nothing.
     At each grid point: v, then x0 = x - sigma v, then the noise that state implies,
     eps_hat = (x - c_deg y - c_clean x0) / sigma, then the next state of the same family
     built from (y, x0, eps_hat). For 'ebr' this is exactly the authors' update rule.
@@ -91,13 +92,14 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
     that state is the degraded input again). `trajectory`, a list, collects (t, x, x0).
     """
     ts = grid(t0, t_min, steps)
-    c_deg, _, sigma = coefficients(bridge, torch.tensor(ts[0]), t0)
+    coef = [[float(c) for c in coefficients(bridge, torch.tensor(t), t0)] for t in ts]  # numbers, not tensors
+    c_deg, _, sigma = coef[0]
     x = c_deg * y + sigma * eps  # c_clean(T0) = 0 for every construction
     for i, t in enumerate(ts):
-        c_deg, c_clean, sigma = coefficients(bridge, torch.tensor(t), t0)
+        c_deg, c_clean, sigma = coef[i]
         if sigma > 0:
-            x0 = x - sigma * velocity(x, torch.full((x.shape[0],), float(sigma)))
-            eps_hat = (x - c_deg * y - c_clean * x0) / sigma.clamp(min=T_MIN)
+            x0 = x - sigma * velocity(x, torch.full((x.shape[0],), sigma, device=x.device))
+            eps_hat = (x - c_deg * y - c_clean * x0) / max(sigma, T_MIN)
         else:
             # DDBM is pinned at z_deg with zero noise: the backbone sees no noise and its
             # estimate would be x itself, so this point costs no call and keeps the seed noise.
@@ -105,7 +107,7 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
         if trajectory is not None:
             trajectory.append((t, x.clone(), x0.clone()))
         if i + 1 < len(ts):
-            c_deg, c_clean, sigma = coefficients(bridge, torch.tensor(ts[i + 1]), t0)
+            c_deg, c_clean, sigma = coef[i + 1]
             x = c_deg * y + c_clean * x0 + sigma * eps_hat
     return x0
 

@@ -27,18 +27,19 @@ import sample
 from cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
-task = "haze"
+task = "haze"         # haze | rain | snow | lowlight | blur
 prompts = ""          # comma-separated prompt files or task names (default: the shipped prompt)
-backbone = ""
-video = False
-data_source = "heldout"   # --data: heldout | photos | folder | list.json (as in train.py)
+backbone = ""         # tiny-flux (default), tiny-wan, flux, wan, or a local folder
+video = False         # with no --backbone: the tiny video backbone instead of the image one
+data_source = "heldout"   # heldout | photos | a folder | list.json (as in train.py)
 count = 0             # pairs to evaluate (0: all of heldout, 16 of other sources)
 size = 0              # crop size (0: the backbone's default training size)
-frames = 0
+frames = 0            # clip length for video backbones (0: the backbone's default)
 bare = True           # include the frozen backbone with no prompt
-seed = 0
+seed = 0              # seeds the pairs and the sampler's starting noise
 out = ""              # folder for the CSV/JSON (default runs/eval-<backbone>-<task>)
-device = ""
+device = ""           # cuda, cuda:1, cpu (default: the GPU if there is one, else the CPU)
+vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
 ALIASES = {"data": "data_source"}
 
 
@@ -106,7 +107,7 @@ def perceptual_metrics():
 
 def main():
     global size, frames, out
-    bb = backbones.load(backbone or None, video=video, device=device or None)
+    bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None)
     size = size or bb.train_size
     frames = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]

@@ -12,6 +12,12 @@ Any size: the input is padded (reflect) to what the backbone needs and cropped b
 larger than the backbone's tile and clips longer than its window are restored in overlapping
 tiles/windows whose velocities are blended at every step, so there are no seams and no frame
 is dropped. Outputs: PNG for images, mp4 at the input's fps for videos; never over the input.
+
+Latents, noise and the sampler's state live on the backbone's device from encode to decode; the
+restored pixels come back to the device of the input. Under torchrun (several processes) the
+inputs are shared out among the ranks, each on its own GPU:
+
+    torchrun --nproc_per_node=4 sample.py folder/ --tasks=rain --out=restored/
 """
 import os
 import sys
@@ -23,24 +29,29 @@ from tqdm import tqdm
 import backbones
 import bridge
 import data
+import ddp
 import prompt as prompt_lib
 from cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
-tasks = ""
-backbone = ""         # default: tiny-flux for images, tiny-wan for videos
+tasks = ""            # task names or prompt files, comma-separated; several are mixed
+backbone = ""         # default: tiny-flux for images, tiny-wan for videos; flux, wan or a local folder
 video = False         # treat a folder as the frames of one clip (default: a folder of images)
 out = ""              # a file (one input) or a folder; default: beside the input with a suffix
-seed = 0              # seeds the sampler's starting noise
-steps = bridge.STEPS
-t0 = 0.0              # 0: the prompt's own T0
-bridge_name = ""      # --bridge: default the prompt's own
+seed = 0              # seeds the sampler's starting noise (the same noise on every device)
+steps = bridge.STEPS  # grid points of the sampler = backbone calls per prompt
+t0 = 0.0              # start noise level of the bridge (0: the prompt's own T0)
+bridge_name = ""      # naive | ddbm | ebr (default: the prompt's own)
+# where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 prompts_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts")
-tile = 0              # 0: the backbone's default (largest side restored whole)
-window = 0            # 0: the backbone's default (frames per window)
+tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
+window = 0            # frames restored at once, longer clips in windows (0: the backbone's)
 chunk = 16            # tiles per backbone call
-device = ""
+device = ""           # cuda, cuda:1, cpu (default: this rank's GPU if there is one, else the CPU)
+vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
 fps = 0.0             # output fps for a folder of frames (0: 8)
+progress = True       # progress bars on stderr
+threads = 0           # torch CPU threads (0: torch's default)
 ALIASES = {"bridge": "bridge_name"}
 
 
@@ -87,35 +98,53 @@ def ramp(n, size, overlap):
     return r
 
 
+def layout(dims, sizes):
+    """Tiles over latent dims (after [B, C]): (tile sizes, overlaps, tile origins)."""
+    sizes = [min(s, d) for s, d in zip(sizes, dims)]
+    overlaps = [max(1, s // 4) if s < d else 0 for s, d in zip(sizes, dims)]
+    boxes = [()]
+    for a in [starts(d, s, o) for d, s, o in zip(dims, sizes, overlaps)]:
+        boxes = [b + (o,) for b in boxes for o in a]
+    return sizes, overlaps, boxes
+
+
+def tile_sizes(bb):
+    """The tile (and window) size of the sampler in latent units along each dim after [B, C]."""
+    sizes = [(tile or bb.tile) // (bb.multiple // 2)] * 2
+    if bb.video:
+        sizes = [((window or bb.window) - 1) // bb.temporal + 1] + sizes
+    return sizes
+
+
 def tiled(velocity_many, shape, sizes, k, bar=None):
     """A velocity on the full latent that runs the backbone on overlapping tiles (and windows of
     latent frames), `chunk` tiles per call, and blends them with ramps (MultiDiffusion-style).
-    sizes: the tile size along each of the latent's dims after [B, C]."""
-    dims = shape[2:]
-    sizes = [min(s, d) for s, d in zip(sizes, dims)]
-    overlaps = [max(1, s // 4) if s < d else 0 for s, d in zip(sizes, dims)]
-    axes = [starts(d, s, o) for d, s, o in zip(dims, sizes, overlaps)]
-    if all(len(a) == 1 for a in axes):
+    sizes: the tile size along each of the latent's dims after [B, C]. Everything stays on the
+    device of the latent (no copy per step)."""
+    sizes, overlaps, boxes = layout(shape[2:], sizes)
+    if len(boxes) == 1:
         return velocity_many  # fits whole: one call
-    boxes = [()]
-    for a in axes:
-        boxes = [b + (o,) for b in boxes for o in a]
     weight = torch.ones(())
-    for a, s, o in zip(axes, sizes, overlaps):
-        weight = weight[..., None] * ramp(len(a), s, o)
+    for i, (s, o) in enumerate(zip(sizes, overlaps)):
+        weight = weight[..., None] * ramp(len({b[i] for b in boxes}), s, o)
+    on = {}  # the weights on the latent's device, copied there once
 
     def where(b):
         return tuple(slice(o, o + s) for o, s in zip(b, sizes))
 
     def v(x, sigma):
-        acc, norm = torch.zeros((k,) + tuple(x.shape)), torch.zeros(x.shape[2:])
+        if x.device not in on:
+            on[x.device] = weight.to(x.device)
+        weight_ = on[x.device]
+        acc = torch.zeros((k,) + tuple(x.shape), device=x.device)
+        norm = torch.zeros(x.shape[2:], device=x.device)
         for i in range(0, len(boxes), chunk):
             group = boxes[i:i + chunk]
             xs = torch.cat([x[(slice(None), slice(None)) + where(b)] for b in group])
-            vs = velocity_many(xs, sigma.repeat(len(group))).cpu()  # [k, n*B, C, ...]
+            vs = velocity_many(xs, sigma.repeat(len(group)))  # [k, n*B, C, ...]
             for j, b in enumerate(group):
-                acc[(slice(None),) * 3 + where(b)] += vs[:, j * x.shape[0]:(j + 1) * x.shape[0]] * weight
-                norm[where(b)] += weight
+                acc[(slice(None),) * 3 + where(b)] += vs[:, j * x.shape[0]:(j + 1) * x.shape[0]] * weight_
+                norm[where(b)] += weight_
             if bar is not None:
                 bar.set_postfix(tiles=f"{min(i + chunk, len(boxes))}/{len(boxes)}")
         return acc / norm
@@ -130,8 +159,10 @@ def _pad(t, ph, pw):
 
 @torch.no_grad()
 def to_latents(bb, x):
-    """An image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> latents, padded to what the backbone
-    takes: sides to its multiple, and for a video backbone frames to 4k+1 (the last repeated)."""
+    """An image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> latents on the backbone's device,
+    padded to what the backbone takes: sides to its multiple, and for a video backbone frames to
+    4k+1 (the last repeated)."""
+    x = x.to(bb.device)
     h, w = x.shape[-2:]
     ph, pw = data.ceil_to(h, bb.multiple) - h, data.ceil_to(w, bb.multiple) - w
     if bb.video:  # one clip [1, 3, F, H, W]
@@ -142,34 +173,30 @@ def to_latents(bb, x):
         batch = _pad(clip.transpose(0, 1), ph, pw).transpose(0, 1)[None]
     else:  # images [N, 3, H, W]: a clip's frames go through an image backbone as a batch
         batch = _pad(x[None] if x.ndim == 3 else x.transpose(0, 1), ph, pw)
-    return torch.cat([bb.encode(b[None] * 2 - 1).cpu() for b in batch])
+    return torch.cat([bb.encode(b[None] * 2 - 1) for b in batch])
 
 
 @torch.no_grad()
 def from_latents(bb, z, x):
-    """Latents from to_latents(bb, x) -> pixels of x's own shape (padding cropped off)."""
+    """Latents from to_latents(bb, x) -> pixels of x's own shape (padding cropped off), on x's device."""
     h, w = x.shape[-2:]
-    rec = ((torch.cat([bb.decode(zi[None]).cpu() for zi in z]) + 1) / 2).clamp(0, 1)[..., :h, :w]
+    rec = ((torch.cat([bb.decode(zi[None]) for zi in z]) + 1) / 2).clamp(0, 1)[..., :h, :w]
     if bb.video:
         rec = rec[0, :, :x.shape[1] if x.ndim == 4 else 1]
-        return rec if x.ndim == 4 else rec[:, 0]
-    return rec[0] if x.ndim == 3 else rec.transpose(0, 1)
+        rec = rec if x.ndim == 4 else rec[:, 0]
+    else:
+        rec = rec[0] if x.ndim == 3 else rec.transpose(0, 1)
+    return rec.to(x.device)
 
 
 @torch.no_grad()
-def restore(bb, x, prompts, bridge_, t0_, desc=""):
-    """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> restored, same shape."""
-    h, w = x.shape[-2:]
-    if min(h, w) < bb.multiple:
-        raise data.InputError(f"{desc}: {w}x{h} px is too small; {bb.name} needs at least "
-                              f"{bb.multiple} px on each side")
-    y = to_latents(bb, x)
-    eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed))
-    sizes = [(tile or bb.tile) // (bb.multiple // 2)] * 2
-    if bb.video:
-        sizes = [((window or bb.window) - 1) // bb.temporal + 1] + sizes
-    bar = tqdm(total=len(bridge.grid(t0_, bridge.T_MIN, steps)), desc=f"restore {desc}", leave=False)
-    many = tiled(lambda z, s: bb.velocity(z, s, prompts), y.shape, sizes, len(prompts), bar)
+def sample_latents(bb, y, prompts, bridge_, t0_, desc=""):
+    """The sampler on latents y (from to_latents): tiles and windows, mixed prompts. The starting
+    noise is drawn on the CPU from `seed` (the same on every device) and moved once."""
+    eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
+    bar = tqdm(total=len(bridge.grid(t0_, bridge.T_MIN, steps)), desc=f"restore {desc}", leave=False,
+               disable=not progress)
+    many = tiled(lambda z, s: bb.velocity(z, s, prompts), y.shape, tile_sizes(bb), len(prompts), bar)
 
     def velocity(z, s):
         bar.update(1)
@@ -177,7 +204,17 @@ def restore(bb, x, prompts, bridge_, t0_, desc=""):
 
     z0 = bridge.sample(bridge_, velocity, y, eps, t0_, steps=steps)
     bar.close()
-    return from_latents(bb, z0, x)
+    return z0
+
+
+@torch.no_grad()
+def restore(bb, x, prompts, bridge_, t0_, desc=""):
+    """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> restored, same shape and device."""
+    h, w = x.shape[-2:]
+    if min(h, w) < bb.multiple:
+        raise data.InputError(f"{desc}: {w}x{h} px is too small; {bb.name} needs at least "
+                              f"{bb.multiple} px on each side")
+    return from_latents(bb, sample_latents(bb, to_latents(bb, x), prompts, bridge_, t0_, desc), x)
 
 
 def collect_inputs(paths):
@@ -223,9 +260,15 @@ def main(paths):
         if os.path.realpath(o) in inputs:
             fail(f"output {o} would overwrite the input; choose another --out")
     is_video = any(kind != "image" for _, kind, _ in plan)
-    bb = backbones.load(backbone or None, video=is_video, device=device or None)
+    # several processes (torchrun): each takes every world()-th input, on its own device
+    plan = plan[ddp.rank()::ddp.world()]
+    if not plan:
+        return
+    if threads:
+        torch.set_num_threads(threads)
+    bb = backbones.load(backbone or None, video=is_video, device=ddp.device(device), vae_dtype=vae_dtype or None)
     prompts, bridge_, t0_ = prepare(bb, names)
-    for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) == 1):
+    for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
         if kind == "image":
             x, rate = data.read_image(s), None
         elif kind == "video":
@@ -241,7 +284,8 @@ def main(paths):
             data.write_video(o, y, rate)
         else:
             data.write_image(o, y)
-        print(f"{s} -> {o}")
+        who = f"[rank {ddp.rank()}] " if ddp.world() > 1 else ""
+        print(f"{who}{s} -> {o}", flush=True)  # one write per line: ranks share stdout
 
 
 if __name__ == "__main__":

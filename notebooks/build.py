@@ -186,12 +186,12 @@ g = torch.Generator().manual_seed(0)
 size, F_ = bb.train_size, bb.train_frames
 deg, clean = data.make_pairs("heldout", TASK, 1, size, F_, g, bb.video)[0]
 zd, zc = train.encode_pairs(bb, [(deg, clean)], "encode")
-eps = torch.randn(zd.shape, generator=torch.Generator().manual_seed(0))
+eps = torch.randn(zd.shape, generator=torch.Generator().manual_seed(0)).to(zd.device)
 ts = [0.4, 0.3, 0.2, 0.1, 0.0]
 fig, axes = plt.subplots(3, len(ts), figsize=(2 * len(ts), 6.3))
 for r, name in enumerate(bridge.BRIDGES):
     for c, t in enumerate(ts):
-        z, sigma = bridge.forward(name, zd, zc, eps, torch.tensor([t]))
+        z, sigma = bridge.forward(name, zd, zc, eps, torch.tensor([t], device=zd.device))
         show(axes[r, c], to_pixels(bb, z)[0], f"{name}  t={t}  sigma={float(sigma[0]):.2f}")
 plt.suptitle("training states of each construction (decoded)"); plt.tight_layout(); plt.show()
 for name in bridge.BRIDGES:
@@ -249,8 +249,8 @@ With each construction's own prompt, the decoded state x and clean estimate x0 a
 for r, name in enumerate(bridge.BRIDGES):
     traj = []
     zd1, _ = train.encode_pairs(bb, [test_pairs[0]], "encode")
-    e = torch.randn(zd1.shape, generator=torch.Generator().manual_seed(0))
-    bridge.sample(name, lambda x, s: bb.velocity(x, s, [prompts_[name]])[0].cpu(), zd1, e, trajectory=traj)
+    e = torch.randn(zd1.shape, generator=torch.Generator().manual_seed(0)).to(zd1.device)
+    bridge.sample(name, lambda x, s: bb.velocity(x, s, [prompts_[name]])[0], zd1, e, trajectory=traj)
     for c, i in enumerate([0, 4, 9, 14, 19]):
         t, x, x0 = traj[i]
         show(axes[r, c], to_pixels(bb, x)[0], f"{name} state t={t:.2f}")

@@ -59,11 +59,14 @@ def need_shared():
     return os.path.join(SHARED, "ypt")
 
 
-def run(*args, cwd=ROOT):
-    """Run one of the repo's scripts as a user would; returns (exit code, stdout, stderr)."""
+def run(*args, cwd=ROOT, env=None):
+    """Run one of the repo's scripts as a user would; returns (exit code, stdout, stderr).
+    args may start with "torchrun" (torch's own launcher, run as python -m torch.distributed.run)."""
     import subprocess
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2", **(env or {}))
     env.pop("YPT_DEBUG", None)
+    if args and args[0] == "torchrun":
+        args = ("-m", "torch.distributed.run", *args[1:])
     p = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
     return p.returncode, p.stdout, p.stderr
 

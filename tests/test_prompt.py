@@ -8,15 +8,12 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import FluxTransformer2DModel, WanTransformer3DModel
 
+import backbones
 import prompt as prompt_lib
 from conftest import need_shared
 
-FLUX_DEV = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-                num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
-                guidance_embeds=True, axes_dims_rope=[16, 56, 56])
-WAN_13B = dict(patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16,
-               out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30,
-               cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
+FLUX_DEV = backbones.ARCH["flux"]["transformer"]  # the real configs (DESIGN.md section 6)
+WAN_13B = backbones.ARCH["wan"]["transformer"]
 
 
 def latent(bb, seed=0):

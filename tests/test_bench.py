@@ -1,0 +1,51 @@
+"""bench.py --arch: the same measurements the GPU run prints, on the tiny architectures on the CPU
+(at a fraction of their sizes), and the one line it gives without a GPU."""
+import pytest
+import torch
+
+import backbones
+import bench
+import sample
+import train
+from conftest import run
+
+SMALL = {"tiny-flux": dict(train_size=32, tile=32), "tiny-wan": dict(train_size=16, tile=16, train_frames=5, window=5)}
+
+
+@pytest.mark.parametrize("kind", ["tiny-flux", "tiny-wan"])
+def test_arch_bench_prints_every_row(kind, monkeypatch, capsys):
+    monkeypatch.setitem(backbones.SIZES, kind, dict(backbones.SIZES[kind], **SMALL[kind]))
+    for mod, key in ((sample, "steps"), (sample, "seed"), (sample, "progress"), (train, "batch")):
+        monkeypatch.setattr(mod, key, getattr(mod, key))  # bench sets them; put them back after
+    for key, val in dict(arch=kind, device="cpu", repeats=1, steps=2, threads=torch.get_num_threads()).items():
+        monkeypatch.setattr(bench, key, val)
+    rows = bench.main_arch()
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 + len(rows)  # a header, the column names, a line per row
+    for (name, *_), line in zip(rows, out[2:]):
+        assert line.strip().startswith(name)
+    what = "windows" if kind == "tiny-wan" else "tiles"
+    want = ["forward", "train step / forward", "train step / forward grad ckpt"] * 2 + \
+        ["one call", "restore / calls x one call", "sampler alone (no VAE)", "mix 2 prompts / 1 prompt",
+         "VAE encode + decode float32", "VAE encode + decode bfloat16", f"one call on {what}", f"restore {what}"]
+    assert len(rows) == len(want)
+    for (name, secs, ref, peak, _), words in zip(rows, want):
+        assert all(w in name for w in words.split()), (name, words)
+        assert secs > 0 and (ref is None or ref > 0) and peak is None  # no GPU memory on the CPU
+    assert sum(r[2] is not None for r in rows) == 8  # the ratios: 4 train steps, 2 restores, sampler, mixing
+    assert "(2 windows)" in rows[-1][0] if kind == "tiny-wan" else "(3 tiles)" in rows[-1][0]
+
+
+def test_arch_bench_without_a_gpu_says_so_in_one_line(monkeypatch, capsys):
+    code, outp, err = run("bench.py", "--arch=flux", env={"CUDA_VISIBLE_DEVICES": ""})
+    assert code == 2 and not outp and err.startswith("error: bench.py --arch=flux needs a CUDA GPU")
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for arch, device, why in (("wan", "cpu", "builds the real architecture on a GPU"), ("sdxl", "", "choose one of")):
+        monkeypatch.setattr(bench, "arch", arch)
+        monkeypatch.setattr(bench, "device", device)
+        with pytest.raises(SystemExit) as e:
+            bench.main_arch()
+        out = capsys.readouterr()
+        assert e.value.code == 2 and not out.out and out.err.startswith("error: ") and why in out.err
+        assert len(out.err.strip().splitlines()) == 1
