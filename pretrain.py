@@ -43,7 +43,7 @@ threads = 2               # torch CPU threads
 seed = 0                  # seeds the models' init, the banks and the batches
 flux_vae_steps = 16000    # tiny-flux VAE steps (batches alternate vae_batch x 64 px, vae_batch/4 x 128 px)
 flux_tf_steps = 12000     # tiny-flux transformer steps (batch tf_batch x 64 px, tf_batch/4 x 128 px)
-wan_vae_steps = 6000      # tiny-wan VAE steps (batches of clip_batch 9-frame clips of 32 px)
+wan_vae_steps = 10000     # tiny-wan VAE steps (batches of clip_batch 9-frame clips of 32 px)
 wan_tf_steps = 6000       # tiny-wan transformer steps (batch 16 clips of 9 x 64 px)
 vae_steps = 0             # if set: both backbones' VAE steps (smoke runs)
 tf_steps = 0              # if set: both backbones' transformer steps (smoke runs)
@@ -355,7 +355,7 @@ def sample_sheet(folder, video, path):
     """A few samples from pure noise with the null text (Euler, 30 steps): a look at the prior."""
     bb = backbones.load(folder, device="cpu")
     g = torch.Generator().manual_seed(0)
-    shape = (4, 16, 3, 32, 32) if video else (4, 16, 32, 32)
+    shape = (4,) + bb.latent_shape(128, 128, 9 if video else 1)
     x = torch.randn(shape, generator=g)
     ts = torch.linspace(1, 0, 31)
     for t, t2 in zip(ts[:-1], ts[1:]):
