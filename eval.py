@@ -2,6 +2,7 @@
 
     python eval.py --task=haze                              # held-out photos; degraded, bare, shipped prompt
     python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
+    python eval.py --vae_only --size=512                     # what the VAE alone keeps of clean photos
 
 Rows: the degraded input; the clean image through the VAE and back (the ceiling of any
 latent-space restoration); the frozen backbone sampled from the same noisy degraded start with no
@@ -36,6 +37,7 @@ count = 0             # pairs to evaluate (0: all of heldout, 16 of other source
 size = 0              # crop size (0: the backbone's default training size)
 frames = 0            # clip length for video backbones (0: the backbone's default)
 bare = True           # include the frozen backbone with no prompt
+vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
 out = ""              # folder for the CSV/JSON (default runs/eval-<backbone>-<task>)
 device = ""           # cuda, cuda:1, cpu (default: the GPU if there is one, else the CPU)
@@ -111,14 +113,14 @@ def main():
     size = size or bb.train_size
     frames = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
-    ps = sample.resolve_prompts(bb, names)
+    ps = [] if vae_only else sample.resolve_prompts(bb, names)
     n = count or (0 if data_source == "heldout" else 16)
     pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
     out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
     os.makedirs(out, exist_ok=True)
     # the VAE round trip of the clean image is the ceiling of any restoration in latent space
     methods = [("degraded", None, None, None), ("VAE round trip of clean", None, None, None)]
-    if bare:
+    if bare and not vae_only:
         methods.append(("bare backbone", None, "ebr", bridge.T0))
     labels = [f"prompt {p.meta.get('bridge', 'ebr')}" for p in ps]
     for name, p, label in zip(names, ps, labels):

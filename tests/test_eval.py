@@ -58,3 +58,12 @@ def test_eval_writes_csv_json_and_table(random_tiny, tmp_path):
     # a prompt with zero gates is the bare backbone: the same numbers (same seed, same start)
     assert summary["summary"]["prompt ebr"] == summary["summary"]["bare backbone"]
     assert summary["summary"]["bare backbone"] != summary["summary"]["degraded"]
+
+
+def test_vae_only_rows(random_tiny, tmp_path):
+    # the VAE's ceiling alone, at any size: no prompt is needed (none is looked up)
+    code, outp, err = run("eval.py", "--vae_only", "--prompts=no/such.safetensors", f"--backbone={random_tiny['tiny-flux']}",
+                          "--data=photos", "--count=1", "--size=64", f"--out={tmp_path}")
+    assert code == 0, err
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert set(summary["summary"]) == {"degraded", "VAE round trip of clean"} and summary["size"] == 64
