@@ -50,3 +50,29 @@ def test_shipped_weights_size_and_layout():
     assert bb.name == "tiny-flux" and not any(p.requires_grad for p in bb.transformer.parameters())
     x = torch.rand(1, 3, 32, 32)
     assert bb.decode(bb.encode(x * 2 - 1)).shape == (1, 3, 32, 32)
+
+
+def test_fit_resumes_where_it_stopped(tmp_path, monkeypatch):
+    # a run killed mid-way and started again ends where an uninterrupted run ends, bit for bit
+    import pretrain
+    monkeypatch.setattr(pretrain, "save_every", 0)  # a checkpoint after every step
+    monkeypatch.setattr(pretrain, "bf16", False)
+
+    def run(path, stop=None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 1)
+
+        def loss(step, g):
+            if step == stop:
+                raise KeyboardInterrupt  # killed here
+            x = torch.randn(8, 4, generator=g)
+            return (model(x) - x.sum(1, keepdim=True)).square().mean()
+        pretrain.fit("t", model, loss, 6, 0.1, 0.0, str(path))
+        return model
+
+    whole = run(tmp_path / "a.pt")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b.pt", stop=3)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 3
+    resumed = run(tmp_path / "b.pt")
+    assert torch.equal(whole.weight, resumed.weight) and torch.equal(whole.bias, resumed.bias)
