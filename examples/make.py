@@ -2,6 +2,9 @@
 one degraded 256 px image per task, and a short degraded clip. Deterministic.
 
     python examples/make.py
+    python sample.py examples/haze.png --tasks=haze && python examples/make.py --sheet
+        # -> docs/example_haze.png: degraded | restored | clean, the README's first picture,
+        #    made from the very files the README's first command reads and writes
 """
 import os
 import sys
@@ -15,7 +18,29 @@ import degrade  # noqa: E402
 
 SOURCES = dict(haze="rocket", rain="coffee", snow="flower", lowlight="coffee", blur="rocket")
 
-if __name__ == "__main__":
+def sheet(task="haze"):
+    """Put the example, its restoration by sample.py and its clean source side by side, labelled."""
+    from PIL import Image, ImageDraw
+    names = [("degraded", f"{task}.png"), ("restored", f"{task}_restored_{task}.png"), ("clean", f"clean/{task}.png")]
+    paths = [os.path.join(HERE, f) for _, f in names]
+    for path in paths:
+        if not os.path.isfile(path):
+            sys.exit(f"error: {path} is missing (run: python sample.py examples/{task}.png --tasks={task})")
+    imgs = [Image.open(path).convert("RGB") for path in paths]
+    w, h = imgs[0].size
+    out = Image.new("RGB", (3 * w + 8, h + 22), "white")
+    draw = ImageDraw.Draw(out)
+    for i, ((label, _), img) in enumerate(zip(names, imgs)):
+        out.paste(img.resize((w, h)), (i * (w + 4), 0))
+        draw.text((i * (w + 4) + 4, h + 5), label, fill="black")
+    dest = os.path.join(os.path.dirname(HERE), "docs", f"example_{task}.png")
+    out.save(dest)
+    print("wrote", dest)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--sheet"]:
+    sheet()
+elif __name__ == "__main__":
     os.makedirs(os.path.join(HERE, "clean"), exist_ok=True)
     for i, (task, name) in enumerate(SOURCES.items()):
         img = data.photo(name)
