@@ -352,16 +352,17 @@ def pretrain_wan(folder, wdir, names):
 
 @torch.no_grad()
 def sample_sheet(folder, video, path):
-    """A few samples from pure noise with the null text (Euler, 30 steps): a look at the prior."""
+    """A few samples from pure noise with the null text (Euler, 30 steps): a look at the prior, at
+    the size it was trained on (tiny-wan saw 64 px clips only; at 128 px its samples are noise)."""
     bb = backbones.load(folder, device="cpu")
     g = torch.Generator().manual_seed(0)
-    shape = (4,) + bb.latent_shape(128, 128, 9 if video else 1)
+    shape = (4,) + bb.latent_shape(bb.train_size, bb.train_size, 9 if video else 1)
     x = torch.randn(shape, generator=g)
     ts = torch.linspace(1, 0, 31)
     for t, t2 in zip(ts[:-1], ts[1:]):
         x = x + (t2 - t) * bb.velocity(x, torch.full((4,), float(t)))[0]
     img = (bb.decode(x) + 1) / 2
-    frames = img[:, :, 0] if video else img
+    frames = img[:, :, img.shape[2] // 2] if video else img  # the middle frame
     data.write_image(path, torch.cat(list(frames), dim=2))
 
 
