@@ -285,7 +285,10 @@ def main(paths):
         else:
             data.write_image(o, y)
         who = f"[rank {ddp.rank()}] " if ddp.world() > 1 else ""
-        print(f"{who}{s} -> {o}", flush=True)  # one write per line: ranks share stdout
+        # one write per line, newline included: ranks share stdout, and print() writes the text and
+        # its end separately (unbuffered, another rank's line could land between them)
+        sys.stdout.write(f"{who}{s} -> {o}\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
