@@ -351,18 +351,18 @@ def pretrain_wan(folder, wdir, names):
 
 
 @torch.no_grad()
-def sample_sheet(folder, video, path):
+def sample_sheet(folder, path):
     """A few samples from pure noise with the null text (Euler, 30 steps): a look at the prior, at
     the size it was trained on (tiny-wan saw 64 px clips only; at 128 px its samples are noise)."""
     bb = backbones.load(folder, device="cpu")
     g = torch.Generator().manual_seed(0)
-    shape = (4,) + bb.latent_shape(bb.train_size, bb.train_size, 9 if video else 1)
+    shape = (4,) + bb.latent_shape(bb.train_size, bb.train_size, bb.train_frames)
     x = torch.randn(shape, generator=g)
     ts = torch.linspace(1, 0, 31)
     for t, t2 in zip(ts[:-1], ts[1:]):
         x = x + (t2 - t) * bb.velocity(x, torch.full((4,), float(t)))[0]
     img = (bb.decode(x) + 1) / 2
-    frames = img[:, :, img.shape[2] // 2] if video else img  # the middle frame
+    frames = img[:, :, img.shape[2] // 2] if bb.video else img  # the middle frame
     data.write_image(path, torch.cat(list(frames), dim=2))
 
 
@@ -386,7 +386,7 @@ def main():
                    held_out=list(data.HELD_OUT))
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
             json.dump(log, f, indent=1)
-        sample_sheet(folder, kind == "tiny-wan", os.path.join(folder, "samples.png"))
+        sample_sheet(folder, os.path.join(folder, "samples.png"))
         print(f"[{kind}] done: {folder}")
 
 
