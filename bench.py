@@ -102,7 +102,7 @@ def main():
     sample.seed = 0
     with torch.no_grad():
         one = timed(lambda: bb.velocity(zd[:1], torch.full((1,), 0.3), [p]), repeats)
-    full = timed(lambda: sample.restore(bb, img, [p], "ebr", bridge.T0), max(1, repeats // 2))
+    full = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
     rows.append((f"restore {size}px / ({steps} calls x one call)", full, steps * one, full / (steps * one), "<= 1.15"))
 
     # 3. mixing k prompts, one batched call per step
@@ -116,7 +116,7 @@ def main():
     # 4. a 512x512 photo end to end (VAE in and out, 20 steps, tiles if the backbone tiles)
     big = data.resize(data.photo("astronaut"), photo_size, photo_size)
     t = time.perf_counter()
-    sample.restore(bb, big, [p], "ebr", bridge.T0)
+    sample.restore(bb, big, [p], "ebr", bb.t0)
     wall = time.perf_counter() - t
     rows.append((f"restore a {photo_size}x{photo_size} photo (s)", wall, 20.0, wall / 20.0, "<= 1 (20 s)"))
 
@@ -203,9 +203,9 @@ def main_arch():
         one, peak = measured(lambda: bb.velocity(y, s1, [p]), repeats, dev)
     row(f"one call, {desc}", one, None, peak)
     n = max(1, repeats // 2)
-    full, peak = measured(lambda: sample.restore(bb, x, [p], "ebr", bridge.T0), n, dev)
+    full, peak = measured(lambda: sample.restore(bb, x, [p], "ebr", bb.t0), n, dev)
     row(f"restore {desc} / ({steps} calls x one call)", full, steps * one, peak, "<= 1.15")
-    alone, peak = measured(lambda: sample.sample_latents(bb, y, [p], "ebr", bridge.T0), n, dev)
+    alone, peak = measured(lambda: sample.sample_latents(bb, y, [p], "ebr", bb.t0), n, dev)
     row(f"sampler alone (no VAE) / ({steps} calls x one call)", alone, steps * one, peak)
     with torch.no_grad():
         two, peak = measured(lambda: bb.velocity(y, s1, [p, p2]), repeats, dev)
@@ -231,7 +231,7 @@ def main_arch():
         tile_call, peak = measured(lambda: bb.velocity(zt, torch.full((k,), 0.3, device=dev), [p]), repeats, dev)
     what = "windows" if bb.video else "tiles"
     row(f"one call on {k} {what}", tile_call, None, peak)
-    tiled, peak = measured(lambda: sample.restore(bb, big, [p], "ebr", bridge.T0), n, dev)
+    tiled, peak = measured(lambda: sample.restore(bb, big, [p], "ebr", bb.t0), n, dev)
     row(f"restore {shape_name(hb, wb, fb, bb)} ({len(boxes)} {what}) / ({steps} x {calls} call)",
         tiled, steps * calls * tile_call, peak)
     return rows

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import backbones
-import bridge
 import data
 import sample
 from cli import fail, parse
@@ -121,12 +120,12 @@ def main():
     # the VAE round trip of the clean image is the ceiling of any restoration in latent space
     methods = [("degraded", None, None, None), ("VAE round trip of clean", None, None, None)]
     if bare and not vae_only:
-        methods.append(("bare backbone", None, "ebr", bridge.T0))
+        methods.append(("bare backbone", None, "ebr", bb.t0))
     labels = [f"prompt {p.meta.get('bridge', 'ebr')}" for p in ps]
     for name, p, label in zip(names, ps, labels):
         if labels.count(label) > 1:  # same bridge twice: tell them apart by file
             label += f" ({name})"
-        methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bridge.T0))))
+        methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))))
     rows = []
     sample.seed = seed
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):

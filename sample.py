@@ -77,7 +77,7 @@ def prepare(bb, names):
     bridges = {bridge_name or p.meta.get("bridge", "ebr") for p in prompts}
     if len(bridges) > 1:
         raise data.InputError(f"the prompts were trained on different bridges ({', '.join(sorted(bridges))}); pass --bridge")
-    return prompts, bridges.pop(), t0 or float(prompts[0].meta.get("t0", bridge.T0))
+    return prompts, bridges.pop(), t0 or float(prompts[0].meta.get("t0", bb.t0))
 
 
 def starts(length, size, overlap):

@@ -46,7 +46,7 @@ backbone = ""        # tiny-flux (default), tiny-wan, flux, wan, or a local fold
 video = False        # with no --backbone: the tiny video backbone instead of the image one
 task = "haze"        # haze | rain | snow | lowlight | blur
 bridge_name = "ebr"  # the training construction: ebr | ddbm | naive
-t0 = bridge.T0       # start noise level of the bridge (the paper's T0)
+t0 = 0.0            # start noise level of the bridge, T0 (0: the backbone's, e.g. 0.4 for FLUX/Wan)
 data_source = "photos"  # photos | generate | a folder (input/ + gt/, or clean images) | list.json
 steps = 1500         # optimizer steps
 batch = 4            # pairs per micro-batch and process
@@ -93,6 +93,7 @@ def train_step(bb, p, opt, zd, zc, g):
     prompt, ||x0_hat - z_clean||^2, backward; then the gradients summed over micro-batches and
     ranks, divided by their number, and AdamW. Returns the mean loss (a tensor on the device)."""
     gens = list(g) if isinstance(g, (list, tuple)) else [g]
+    t0_ = t0 or bb.t0  # main() sets t0; callers from outside (bench, notebooks) may leave it at 0
     kernels = attention_kernels(bb.device)
     opt.zero_grad(set_to_none=True)
     total = None
@@ -100,9 +101,9 @@ def train_step(bb, p, opt, zd, zc, g):
         for gm in gens:
             idx = torch.randint(len(zd), (batch,), generator=gm)
             z_deg, z_clean = zd[idx].to(bb.device), zc[idx].to(bb.device)
-            t = bridge.sample_t(batch, t0, generator=gm)
+            t = bridge.sample_t(batch, t0_, generator=gm)
             eps = torch.randn(z_deg.shape, generator=gm).to(bb.device)
-            z_t, sigma = bridge.forward(bridge_name, z_deg, z_clean, eps, t.to(bb.device), t0)
+            z_t, sigma = bridge.forward(bridge_name, z_deg, z_clean, eps, t.to(bb.device), t0_)
             v = bb.velocity(z_t, sigma, [p])[0]
             loss = (bridge.clean_estimate(z_t, sigma, v) - z_clean).square().mean()
             loss.backward()  # gradients add up over the micro-batches
@@ -143,12 +144,12 @@ def generate_clean(bb, n, size, frames, g):
 def validate(bb, p, zd, g_state):
     """The validation latents restored with the prompt: pixels on the backbone's device."""
     eps = torch.randn(zd.shape, generator=torch.Generator().manual_seed(g_state)).to(zd.device)
-    z = bridge.sample(bridge_name, lambda x, s: bb.velocity(x, s, [p])[0], zd, eps, t0)
+    z = bridge.sample(bridge_name, lambda x, s: bb.velocity(x, s, [p])[0], zd, eps, t0 or bb.t0)
     return ((bb.decode(z) + 1) / 2).clamp(0, 1)
 
 
 def main():
-    global size, frames, out, lr
+    global size, frames, out, lr, t0
     degrade.check(task)  # before anything is loaded or written
     bridge.check(bridge_name)
     attention_kernels("cuda")  # a bad --attention fails here, not after loading
@@ -164,6 +165,7 @@ def main():
     size = size or bb.train_size
     frames = frames or (bb.train_frames if bb.video else 1)
     lr = lr or bb.train_lr
+    t0 = t0 or bb.t0
     if bb.video and not bb.frames_ok(frames):
         fail(f"--frames={frames}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if size % bb.multiple:

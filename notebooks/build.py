@@ -3,6 +3,7 @@
     python notebooks/build.py                # all three, full setting (commits what a reader sees)
     YPT_FAST=1 python notebooks/build.py --out=/tmp/nb   # a quick run (what CI does)
     python notebooks/build.py --only=02
+    YPT_THREADS=1 python notebooks/build.py --only=02 --backbone=tiny-wan --out=runs/nb-tiny-wan
 
 The cells are the source; the .ipynb files beside this script are what it writes.
 Each notebook reads BACKBONE at the top: None is the shipped tiny default (CPU); set it to
@@ -25,7 +26,7 @@ import matplotlib.pyplot as plt
 import backbones, bridge, data, degrade, eval as metrics, prompt, sample, train
 
 FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU
 
 def show(ax, img, title=""):
     """Show an image [3, H, W] (or the middle frame of a clip) in [0, 1]."""
@@ -67,7 +68,7 @@ print(bb.name, "training pairs:", len(zd), "held-out pairs:", len(td), "latent",
 
 `condition()` returns what the backbone is called with: a text context (`context=`) and/or
 residual prompts (`prompts=`). The loss is eq. (2) on eq.-(1) states, t in (0, T0]."""),
-    ("code", """T0, STEPS, BATCH = bridge.T0, (8 if FAST else 600), 4
+    ("code", """T0, STEPS, BATCH = bb.t0, (8 if FAST else 600), 4  # T0: this backbone's (notebook 02 chooses it)
 
 def clean_estimate(z_deg, t, eps, condition):
     context, prompts = condition()
@@ -87,7 +88,7 @@ def optimize(params, condition, steps=STEPS, lr=5e-3):
     return losses
 
 @torch.no_grad()
-def held_out(condition, t=0.4):
+def held_out(condition, t=T0):
     eps = torch.randn(td.shape, generator=torch.Generator().manual_seed(2))
     x0 = clean_estimate(td, torch.full((len(td),), t), eps, condition)
     return to_pixels(bb, x0)"""),
@@ -131,7 +132,7 @@ for name, c in curves.items():
     print(f"{name:>16}: loss {sum(c[:20]) / len(c[:20]):.4f} -> {sum(c[-20:]) / len(c[-20:]):.4f}")"""),
     ("md", """## The same noisy degraded held-out state, five conditionings
 
-Each column is the one-step clean estimate from z_t at t = 0.4 on a **held-out** photo (never
+Each column is the one-step clean estimate from z_t at t = T0 on a **held-out** photo (never
 seen in training). The number is PSNR against the clean image."""),
     ("code", """outs = {name: held_out(c) for name, c in conditions.items()}
 deg_px = torch.stack([d for d, _ in test_pairs]); clean_px = torch.stack([c for _, c in test_pairs])
@@ -187,7 +188,7 @@ size, F_ = bb.train_size, bb.train_frames
 deg, clean = data.make_pairs("heldout", TASK, 1, size, F_, g, bb.video)[0]
 zd, zc = train.encode_pairs(bb, [(deg, clean)], "encode")
 eps = torch.randn(zd.shape, generator=torch.Generator().manual_seed(0)).to(zd.device)
-ts = [0.4, 0.3, 0.2, 0.1, 0.0]
+ts = [round(bb.t0 * k / 4, 3) for k in (4, 3, 2, 1, 0)]  # from T0 down to clean
 fig, axes = plt.subplots(3, len(ts), figsize=(2 * len(ts), 6.3))
 for r, name in enumerate(bridge.BRIDGES):
     for c, t in enumerate(ts):
@@ -195,7 +196,7 @@ for r, name in enumerate(bridge.BRIDGES):
         show(axes[r, c], to_pixels(bb, z)[0], f"{name}  t={t}  sigma={float(sigma[0]):.2f}")
 plt.suptitle("training states of each construction (decoded)"); plt.tight_layout(); plt.show()
 for name in bridge.BRIDGES:
-    t = torch.linspace(0, bridge.T0, 9)
+    t = torch.linspace(0, bb.t0, 9)
     c_deg, c_clean, sigma = bridge.coefficients(name, t)
     print(f"{name:>6}: sigma(t) =", " ".join(f"{s:.2f}" for s in sigma.tolist()))"""),
     ("md", """## Prompts trained on each construction
@@ -203,13 +204,19 @@ for name in bridge.BRIDGES:
 `train.py` with `--bridge=naive|ddbm|ebr` (same data, steps, seed). The shipped prompts
 (`prompts/<backbone>/<task>.safetensors`, EBR) and the ablation prompts
 (`prompts/<backbone>/ablation/<bridge>/<task>.safetensors`) were made that way (commands in the README); when they are
-absent (e.g. on FLUX/Wan), this cell trains short ones with the same `train.train_step`."""),
-    ("code", """def trained(bridge_name, t0=bridge.T0, steps=None):
-    path = os.path.join("..", "prompts", bb.name, "ablation", bridge_name, f"{TASK}.safetensors")
-    if bridge_name == "ebr":
-        path = os.path.join("..", "prompts", bb.name, f"{TASK}.safetensors")  # the shipped one
-    if os.path.isfile(path) and steps is None and t0 == bridge.T0:
-        return prompt.load(path)
+absent (e.g. on FLUX/Wan, or tiny-wan), this cell trains short ones for all three with the same
+`train.train_step` (the same steps for each: a shipped 1,500-step EBR prompt against 600-step
+ablations would not be a fair race)."""),
+    ("code", """def shipped(bridge_name):
+    sub = [] if bridge_name == "ebr" else ["ablation", bridge_name]
+    return os.path.join("..", "prompts", bb.name, *sub, f"{TASK}.safetensors")
+
+ALL_SHIPPED = all(os.path.isfile(shipped(n)) for n in bridge.BRIDGES)
+
+def trained(bridge_name, t0=None, steps=None):
+    t0 = t0 or bb.t0
+    if ALL_SHIPPED and steps is None and t0 == bb.t0:
+        return prompt.load(shipped(bridge_name))
     steps = steps or (4 if FAST else 600)
     g = torch.Generator().manual_seed(0)
     pairs = data.make_pairs("photos", TASK, 16 if FAST else 128, size, F_, g, bb.video)
@@ -223,8 +230,8 @@ absent (e.g. on FLUX/Wan), this cell trains short ones with the same `train.trai
     return p
 
 test_pairs = data.make_pairs("heldout", TASK, 0 if not FAST else 2, size, F_, g, bb.video)
-def evaluate(p, bridge_name, t0=bridge.T0):
-    rows = [metrics.metrics(sample.restore(bb, d, [p], bridge_name, t0), c) for d, c in test_pairs]
+def evaluate(p, bridge_name, t0=None):
+    rows = [metrics.metrics(sample.restore(bb, d, [p], bridge_name, t0 or bb.t0), c) for d, c in test_pairs]
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 results, prompts_ = {}, {}
@@ -237,7 +244,7 @@ print(f"{'':<30} {'PSNR':>7} {'SSIM':>7}   ({len(test_pairs)} held-out crops, {T
 for k, m in results.items():
     print(f"{k:<30} {m['psnr']:7.2f} {m['ssim']:7.4f}")"""),
     ("code", """d, c = test_pairs[0]
-outs = [("degraded", d)] + [(n, sample.restore(bb, d, [prompts_[n]], n, bridge.T0)) for n in bridge.BRIDGES] + [("clean", c)]
+outs = [("degraded", d)] + [(n, sample.restore(bb, d, [prompts_[n]], n, bb.t0)) for n in bridge.BRIDGES] + [("clean", c)]
 fig, axes = plt.subplots(1, len(outs), figsize=(2.2 * len(outs), 2.4))
 for ax, (n, img) in zip(axes, outs):
     show(ax, img, f"{n}  {psnr(img, c):.1f} dB")
@@ -261,7 +268,7 @@ plt.tight_layout(); plt.show()"""),
 For each candidate T0 an EBR prompt is trained (short runs, same seed), evaluated on the
 held-out crops; each metric is min-max normalized across the candidates and the normalized
 scores are averaged (here PSNR and SSIM only: the perceptual metrics need downloaded weights)."""),
-    ("code", """cands = [0.2, 0.3, 0.4, 0.5, 0.6]
+    ("code", """cands = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # the paper's candidates (Sec. 4.4)
 sweep = {}
 for t0 in cands:  # 600 steps each keeps the notebook under 10 minutes; 250 left every prompt at the bare backbone
     p = trained("ebr", t0, steps=(3 if FAST else 600))
@@ -312,9 +319,9 @@ for i, (name, clean) in enumerate(crops):
     g = torch.Generator().manual_seed(i)
     both = degrade.degrade("rain", degrade.degrade("haze", clean, g), g)
     outs = {"haze+rain input": both,
-            "haze prompt": sample.restore(bb, both, [haze], "ebr", bridge.T0),
-            "rain prompt": sample.restore(bb, both, [rain], "ebr", bridge.T0),
-            "mixed (averaged v)": sample.restore(bb, both, [haze, rain], "ebr", bridge.T0),
+            "haze prompt": sample.restore(bb, both, [haze], "ebr", bb.t0),
+            "rain prompt": sample.restore(bb, both, [rain], "ebr", bb.t0),
+            "mixed (averaged v)": sample.restore(bb, both, [haze, rain], "ebr", bb.t0),
             "clean": clean}
     rows.append(outs)
 fig, axes = plt.subplots(len(rows), 5, figsize=(11, 2.3 * len(rows)))
@@ -332,7 +339,7 @@ if FAST:
     clip_deg, clip_clean = clip_deg[:, :5], clip_clean[:, :5]
 (rain_v,) = sample.resolve_prompts(vb, ["rain"])
 t_start = time.time()
-restored = sample.restore(vb, clip_deg, [rain_v], "ebr", bridge.T0)
+restored = sample.restore(vb, clip_deg, [rain_v], "ebr", vb.t0)
 print(f"{clip_deg.shape[1]} frames of {tuple(clip_deg.shape[2:])} px restored in {time.time() - t_start:.1f} s")
 n = clip_deg.shape[1]
 pick = [0, n // 2, n - 1]
@@ -399,12 +406,14 @@ def tidy(nb):
 
 
 if __name__ == "__main__":
-    out, only = HERE, None
+    out, only, backbone = HERE, None, None
     for a in sys.argv[1:]:
         if a.startswith("--out="):
             out = a[6:]
         elif a.startswith("--only="):
             only = a[7:]
+        elif a.startswith("--backbone="):  # run them on another backbone (e.g. tiny-wan, flux) than the tiny default
+            backbone = a[11:]
         else:
             sys.exit(f"build.py: unknown argument {a}")
     os.makedirs(out, exist_ok=True)
@@ -414,6 +423,8 @@ if __name__ == "__main__":
             continue
         import time
         t = time.time()
+        if backbone:
+            cells = [(k, src.replace("BACKBONE = None", f"BACKBONE = {backbone!r}")) for k, src in cells]
         nb = run(build(name, cells))
         nbformat.write(nb, os.path.join(out, f"{name}.ipynb"))
         print(f"{name}: ran in {time.time() - t:.0f} s -> {os.path.join(out, name + '.ipynb')}")

@@ -37,6 +37,10 @@ def test_train_on_video_backbone(random_tiny, tmp_path):
                           "--pool=2", "--val_pairs=1", "--batch=1", "--size=32", "--frames=5", f"--out={tmp_path}")
     assert code == 0, err
     assert "(3, 5, 32, 32) px" in outp
+    import backbones
+    import prompt as prompt_lib
+    t0 = backbones.SIZES["tiny-wan"]["t0"]  # no --t0: the backbone's own start noise level
+    assert f"T0 {t0}" in outp and prompt_lib.load(tmp_path / "rain.safetensors").meta["t0"] == str(t0)
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ def test_every_task_has_a_shipped_ebr_prompt_that_fits(kind):
         assert os.path.isfile(path), f"missing shipped prompt {path}"
         p = prompt_lib.load(path)
         assert p.meta["backbone"] == kind and p.meta["task"] == task and p.meta["bridge"] == "ebr"
+        assert float(p.meta["t0"]) == bb.t0  # trained at the T0 the backbone's sweep chose
         assert torch.isfinite(p.bank).all() and p.gates.abs().sum() > 0  # trained, not a fresh init
         bb.check(p)  # the shape and gate count fit this backbone
 
