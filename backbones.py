@@ -44,7 +44,7 @@ CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were
 # 0.4 for FLUX and Wan; the weak tiny priors do better starting from less noise, see README)
 SIZES = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1, train_lr=5e-4, t0=0.4),
          "wan": dict(train_size=480, train_frames=33, tile=832, window=33, train_lr=5e-4, t0=0.4),
-         "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1, train_lr=5e-3, t0=0.4),
+         "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1, train_lr=5e-3, t0=0.2),
          "tiny-wan": dict(train_size=64, train_frames=9, tile=64, window=9, train_lr=5e-3, t0=0.2)}
 
 # The real architectures, to build them without their weights (DESIGN.md sections 6 and 11):

@@ -35,7 +35,7 @@ def sheet(task="haze"):
         out.paste(img.resize((w, h)), (i * (w + 4), 0))
         draw.text((i * (w + 4) + 4, h + 5), label, fill="black")
     dest = os.path.join(os.path.dirname(HERE), "docs", f"example_{task}.png")
-    data.write_image(dest, torch.from_numpy(np.asarray(out)).permute(2, 0, 1) / 255.0)  # atomic, like every output
+    data.write_image(dest, torch.from_numpy(np.array(out)).permute(2, 0, 1) / 255.0)  # atomic, like every output
     print("wrote", dest)
 
 
