@@ -44,7 +44,7 @@ def test_eval_writes_csv_json_and_table(random_tiny, tmp_path):
     import backbones
     import prompt as prompt_lib
     bb = backbones.load(random_tiny["tiny-flux"], device="cpu")
-    p = bb.new_prompt(task="haze", bridge="ebr", t0=0.4)  # gates at zero: the bare backbone
+    p = bb.new_prompt(task="haze", bridge="ebr", t0=bb.t0)  # gates at zero, the bare row's T0: the bare backbone
     prompt_lib.save(p, tmp_path / "haze.safetensors")
     code, outp, err = run("eval.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}", "--data=photos",
                           "--count=2", "--size=32", f"--prompts={tmp_path / 'haze.safetensors'}", f"--out={tmp_path}")
