@@ -223,16 +223,18 @@ def main_arch():
     # an input larger than one tile (FLUX: twice as wide) or one window (Wan: twice as long)
     hb, wb, fb = (hr, wr, 2 * fr - 1) if bb.video else (hr, 2 * wr, 1)
     big = torch.rand((3, fb, hb, wb) if bb.video else (3, hb, wb), generator=g)
-    sizes, _, boxes = sample.layout(bb.latent_shape(hb, wb, fb)[1:], sample.tile_sizes(bb))
+    # a long clip is restored window by window (sample.restore), each window whole
+    wins = len(sample.frame_windows(fb, bb.window)) if bb.video else 1
+    sizes, _, boxes = sample.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], sample.tile_sizes(bb))
     k = min(len(boxes), sample.chunk)
-    calls = -(-len(boxes) // sample.chunk)  # backbone calls per step
+    calls = wins * -(-len(boxes) // sample.chunk)  # backbone calls per step of the sampler
     zt = torch.randn((k, bb.latent_channels) + tuple(sizes), generator=g).to(dev)
     with torch.no_grad():
         tile_call, peak = measured(lambda: bb.velocity(zt, torch.full((k,), 0.3, device=dev), [p]), repeats, dev)
     what = "windows" if bb.video else "tiles"
     row(f"one call on {k} {what}", tile_call, None, peak)
     tiled, peak = measured(lambda: sample.restore(bb, big, [p], "ebr", bb.t0), n, dev)
-    row(f"restore {shape_name(hb, wb, fb, bb)} ({len(boxes)} {what}) / ({steps} x {calls} call)",
+    row(f"restore {shape_name(hb, wb, fb, bb)} ({wins if bb.video else len(boxes)} {what}) / ({steps} x {calls} call)",
         tiled, steps * calls * tile_call, peak)
     return rows
 

@@ -8,10 +8,11 @@
 A task is a name (looked up in prompts/<backbone>/<task>.safetensors) or a prompt file
 (ours, or the authors' released .pt). Several tasks are mixed by averaging their velocities,
 all prompts in one batched backbone call per step (paper Sec. 3.3).
-Any size: the input is padded (reflect) to what the backbone needs and cropped back; images
-larger than the backbone's tile and clips longer than its window are restored in overlapping
-tiles/windows whose velocities are blended at every step, so there are no seams and no frame
-is dropped. Outputs: PNG for images, mp4 at the input's fps for videos; never over the input.
+Any size: the input is padded (reflect) to what the backbone needs and cropped back; inputs
+larger than the backbone's tile are restored in overlapping tiles whose velocities are blended at
+every step (no seams), clips longer than its window in overlapping windows of frames, each
+restored on its own and blended (no frame dropped). Outputs: PNG for images, mp4 at the input's
+fps for videos; never over the input.
 
 Latents, noise and the sampler's state live on the backbone's device from encode to decode; the
 restored pixels come back to the device of the input. Under torchrun (several processes) the
@@ -109,7 +110,8 @@ def layout(dims, sizes):
 
 
 def tile_sizes(bb):
-    """The tile (and window) size of the sampler in latent units along each dim after [B, C]."""
+    """The tile size of the sampler in latent units along each dim after [B, C] (for a video
+    backbone, a whole window's latent frames first: restore() cuts longer clips beforehand)."""
     sizes = [(tile or bb.tile) // (bb.multiple // 2)] * 2
     if bb.video:
         sizes = [((window or bb.window) - 1) // bb.temporal + 1] + sizes
@@ -117,8 +119,8 @@ def tile_sizes(bb):
 
 
 def tiled(velocity_many, shape, sizes, k, bar=None):
-    """A velocity on the full latent that runs the backbone on overlapping tiles (and windows of
-    latent frames), `chunk` tiles per call, and blends them with ramps (MultiDiffusion-style).
+    """A velocity on the full latent that runs the backbone on overlapping tiles (along any of
+    the latent's dims), `chunk` tiles per call, and blends them with ramps (MultiDiffusion-style).
     sizes: the tile size along each of the latent's dims after [B, C]. Everything stays on the
     device of the latent (no copy per step)."""
     sizes, overlaps, boxes = layout(shape[2:], sizes)
@@ -191,7 +193,7 @@ def from_latents(bb, z, x):
 
 @torch.no_grad()
 def sample_latents(bb, y, prompts, bridge_, t0_, desc=""):
-    """The sampler on latents y (from to_latents): tiles and windows, mixed prompts. The starting
+    """The sampler on latents y (from to_latents): tiles, mixed prompts. The starting
     noise is drawn on the CPU from `seed` (the same on every device) and moved once."""
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
     bar = tqdm(total=len(bridge.grid(t0_, bridge.T_MIN, steps)), desc=f"restore {desc}", leave=False,
@@ -207,14 +209,35 @@ def sample_latents(bb, y, prompts, bridge_, t0_, desc=""):
     return z0
 
 
+def frame_windows(n, size):
+    """Origins of the windows of `size` frames covering a clip of n frames (overlap >= 1 frame)."""
+    return starts(n, size, max(1, (size - 1) // 8))
+
+
 @torch.no_grad()
 def restore(bb, x, prompts, bridge_, t0_, desc=""):
-    """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> restored, same shape and device."""
+    """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> restored, same shape and device.
+
+    A clip longer than the window is cut into windows of pixel frames, each encoded, restored and
+    decoded on its own, and the windows' frames are blended with ramps where they overlap. Not
+    windows of one long latent: a video VAE encodes a clip's first frame alone and the next in
+    groups of four, the backbone only knows clips that begin with such a single frame, and a
+    window starting on a group came out worse than its input (README, notebooks)."""
     h, w = x.shape[-2:]
     if min(h, w) < bb.multiple:
         raise data.InputError(f"{desc}: {w}x{h} px is too small; {bb.name} needs at least "
                               f"{bb.multiple} px on each side")
-    return from_latents(bb, sample_latents(bb, to_latents(bb, x), prompts, bridge_, t0_, desc), x)
+    size = window or bb.window
+    if not (bb.video and x.ndim == 4 and x.shape[1] > size):
+        return from_latents(bb, sample_latents(bb, to_latents(bb, x), prompts, bridge_, t0_, desc), x)
+    origins = frame_windows(x.shape[1], size)
+    r = ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
+    acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)
+    for i, o in enumerate(origins):
+        y = restore(bb, x[:, o:o + size], prompts, bridge_, t0_, f"{desc} frames {o}-{o + size - 1}")
+        acc[:, o:o + size] += y * r[:, None, None]
+        norm[o:o + size] += r
+    return acc / norm[:, None, None]
 
 
 def collect_inputs(paths):
@@ -267,6 +290,8 @@ def main(paths):
     if threads:
         torch.set_num_threads(threads)
     bb = backbones.load(backbone or None, video=is_video, device=ddp.device(device), vae_dtype=vae_dtype or None)
+    if bb.video and window and not bb.frames_ok(window):
+        fail(f"--window={window}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     prompts, bridge_, t0_ = prepare(bb, names)
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
         if kind == "image":

@@ -38,13 +38,14 @@ def test_restore_keeps_everything_on_the_backbones_device(meta_bb):
     calls = watched(bb)
     p = bb.new_prompt(task="a")
     whole = (3, 9, 48, 64) if bb.video else (3, 48, 64)      # one tile / one window
-    split = (3, 17, 40, 200) if bb.video else (3, 40, 200)   # several tiles (and windows)
+    split = (3, 17, 40, 200) if bb.video else (3, 40, 200)   # several tiles (and two windows)
     for shape in (whole, split):
         calls.clear()
         x = torch.empty(shape, device="meta")
         y = sample.restore(bb, x, [p, p], "ebr", 0.4)  # two prompts mixed
         assert y.shape == x.shape and y.device == x.device
-        assert len(calls) == 3
+        windows = len(sample.frame_windows(shape[1], bb.window)) if bb.video else 1
+        assert len(calls) == 3 * windows and windows == (2 if bb.video and shape == split else 1)
     assert calls[0][0] > 1  # the last input went in tiles, batched in one call
 
 
@@ -111,8 +112,8 @@ def test_real_wan_on_meta_pads_frames_and_windows_at_real_size(monkeypatch):
     assert seen[0]["hidden_states"] == (1, 16, 9, 60, 104)  # 33 frames -> 9 latent frames, 8x space
     seen.clear()
     y = sample.restore(bb, torch.empty(3, 50, 480, 832, device="meta"), [p], "ebr", 0.4)
-    assert y.shape == (3, 50, 480, 832)  # padded to 53 frames (14 latent), two windows of 9, cropped back
-    assert seen[0]["hidden_states"] == (2, 16, 9, 60, 104)
+    assert y.shape == (3, 50, 480, 832)  # two windows of 33 frames (0-32, 17-49), each 9 latent frames
+    assert len(seen) == 2 * 2 and all(s["hidden_states"] == (1, 16, 9, 60, 104) for s in seen)
 
 
 # ------------------------------------------------------------------------ attention kernels

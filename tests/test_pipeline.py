@@ -73,7 +73,7 @@ def test_sample_image_any_size_mixed(random_tiny, prompts, tmp_path):
 
 
 def test_sample_video_odd_frames_and_windows(random_tiny, prompts, tmp_path):
-    for n in (2, 11):  # 2 frames: padded to 5 and trimmed; 11: two overlapping windows of 9
+    for n in (2, 11):  # 2 frames: padded to 5 and trimmed; 11: two overlapping windows of 9 frames
         src = tmp_path / f"clip{n}.mp4"
         data.write_video(str(src), torch.rand(3, n, 24, 40), 10.0)
         dst = tmp_path / f"out{n}.mp4"
@@ -82,6 +82,25 @@ def test_sample_video_odd_frames_and_windows(random_tiny, prompts, tmp_path):
         assert code == 0, err
         clip, fps = data.read_video(str(dst))
         assert clip.shape == (3, n, 24, 40) and fps == pytest.approx(10.0)
+
+
+def test_long_clip_windows_are_clips_of_their_own(random_tiny, prompts, monkeypatch):
+    # a window is cut in pixel frames and encoded alone, so it starts on a single-frame latent as
+    # every clip the backbone knows does: frames only the first window covers are exactly that
+    # window restored as its own clip, and the last frames those of the last window
+    import backbones
+    monkeypatch.setattr(sample, "progress", False)
+    bb = backbones.load(random_tiny["tiny-wan"])
+    ps, b, t = sample.prepare(bb, [prompts["tiny-wan", "rain"]])
+    clip = torch.rand(3, 13, 16, 24, generator=torch.Generator().manual_seed(0))
+    assert sample.frame_windows(13, bb.window) == [0, 4] and bb.window == 9
+    whole = sample.restore(bb, clip, ps, b, t)
+    first, last = (sample.restore(bb, clip[:, o:o + 9], ps, b, t) for o in (0, 4))
+    assert whole.shape == clip.shape
+    assert torch.equal(whole[:, :4], first[:, :4]) and torch.equal(whole[:, 9:], last[:, 5:])
+    overlap = whole[:, 4:9]  # blended: between the two windows' frames
+    lo, hi = torch.minimum(first[:, 4:], last[:, :5]), torch.maximum(first[:, 4:], last[:, :5])
+    assert (overlap >= lo - 1e-6).all() and (overlap <= hi + 1e-6).all()
 
 
 def test_sample_folder_to_folder(random_tiny, prompts, tmp_path):
@@ -114,7 +133,7 @@ def test_tiled_velocity_blends_exactly():
     v = sample.tiled(f, x.shape, [8, 8], k=2)
     assert v is not f and torch.allclose(v(x, s), f(x, s), atol=1e-6)
     clip = torch.randn(1, 4, 7, 8, 8)
-    v = sample.tiled(f, clip.shape, [3, 8, 8], k=2)  # windows of 3 latent frames
+    v = sample.tiled(f, clip.shape, [3, 8, 8], k=2)  # tiles along three dims
     assert torch.allclose(v(clip, s[:1]), f(clip, s[:1]), atol=1e-6)
 
 
