@@ -119,6 +119,14 @@ def main():
     sample.restore(bb, big, [p], "ebr", bb.t0)
     wall = time.perf_counter() - t
     rows.append((f"restore a {photo_size}x{photo_size} photo (s)", wall, 20.0, wall / 20.0, "<= 1 (20 s)"))
+    if bb.coarse:  # what the shipped prompts of this backbone do: the bare velocity too, each step
+        pc = bb.new_prompt(task="haze", coarse=bb.coarse)
+        with torch.no_grad():
+            pc.gates.fill_(0.1)
+        t = time.perf_counter()
+        sample.restore(bb, big, [pc], "ebr", bb.t0)
+        coarse_wall = time.perf_counter() - t
+        rows.append(("  the same, coarse prompt / plain", coarse_wall, wall, coarse_wall / wall, "~2 or less"))
 
     print(f"\nbench: {bb.name}, CPU, {threads} threads, batch {batch}, {size} px, median of {repeats}")
     print(f"{'measure':<40} {'time (s)':>9} {'reference':>10} {'ratio':>7}  target")

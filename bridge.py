@@ -112,10 +112,41 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
     return x0
 
 
-def mixed(velocity_many):
+def lowpass(x, width):
+    """The coarse part of a latent field: a Gaussian blur of std `width` latent pixels over the
+    last two (spatial) dims, each channel and frame on its own. Edges are mirrored (a fine pattern
+    stays fine across the border; latents smaller than the kernel repeat their border instead)."""
+    r = max(1, round(3 * width))
+    k = torch.exp(-torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) ** 2 / (2 * width**2))
+    k = (k / k.sum()).reshape(1, 1, 1, -1)
+    y = x.reshape(-1, 1, *x.shape[-2:])
+    mode = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (r, r, 0, 0), mode=mode), k)
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (0, 0, r, r), mode=mode), k.transpose(2, 3))
+    return y.reshape(x.shape)
+
+
+def coarse(v_prompt, v_bare, width):
+    """The prompt's velocity with its fine detail taken from the bare backbone's:
+    v_bare + lowpass(v_prompt - v_bare). width 0 is the prompt's own velocity (the paper).
+
+    Why (README, "the grid"): on a small prior, the prompt that moves the colours gives up the
+    prior's denoising, and the noise it leaves is fine-grained; the move it makes is coarse."""
+    return v_prompt if not width else v_bare + lowpass(v_prompt - v_bare, width)
+
+
+def mixed(velocity_many, widths=None):
     """Mixed degradations (paper Sec. 3.3): average the velocities of several prompts.
 
     velocity_many(x, sigma) returns [k, B, ...], one velocity per prompt from one batched
-    backbone call; the mix is their mean, then x0 = x - sigma * mean as usual.
+    backbone call; the mix is their mean, then x0 = x - sigma * mean as usual. widths: each
+    prompt's `coarse` width; where any is set, velocity_many returns a (k+1)-th velocity, the
+    bare backbone's, last.
     """
-    return lambda x, sigma: velocity_many(x, sigma).mean(0)
+    if not widths or not any(widths):
+        return lambda x, sigma: velocity_many(x, sigma).mean(0)
+
+    def velocity(x, sigma):
+        vs = velocity_many(x, sigma)
+        return torch.stack([coarse(v, vs[-1], w) for v, w in zip(vs[:-1], widths)]).mean(0)
+    return velocity

@@ -7,7 +7,9 @@
 Only the prompt bank and its gates are in the optimizer. Latents of the training pairs are
 computed once (the VAE never runs in the loop) and the null context once (in the backbone).
 Each step: pick pairs, draw t and eps, build the construction's state, ask the backbone for
-x0_hat = z_t - sigma v under the prompt, and regress it onto z_clean.
+x0_hat = z_t - sigma v under the prompt, and regress it onto z_clean. With --coarse=W (tiny-flux's
+default, not in the paper) v is the bare backbone's velocity plus the low-pass of what the prompt
+changes in it (bridge.coarse), the velocity the sampler will use.
 Writes <out>/<task>.safetensors (the prompt sample.py takes), <out>/<task>.ckpt.pt (optimizer,
 RNG; --resume continues from it) and <out>/<task>_val.png (degraded | restored | clean).
 
@@ -47,6 +49,7 @@ video = False        # with no --backbone: the tiny video backbone instead of th
 task = "haze"        # haze | rain | snow | lowlight | blur
 bridge_name = "ebr"  # the training construction: ebr | ddbm | naive
 t0 = 0.0            # start noise level of the bridge, T0 (0: the backbone's, e.g. 0.4 for FLUX/Wan)
+coarse = -1.0        # >0: the prompt steers only the coarse velocity (Gaussian std, latent px), fine detail from the bare backbone; 0: the paper's; -1: the backbone's
 data_source = "photos"  # photos | generate | a folder (input/ + gt/, or clean images) | list.json
 steps = 1500         # optimizer steps
 batch = 4            # pairs per micro-batch and process
@@ -104,7 +107,7 @@ def train_step(bb, p, opt, zd, zc, g):
             t = bridge.sample_t(batch, t0_, generator=gm)
             eps = torch.randn(z_deg.shape, generator=gm).to(bb.device)
             z_t, sigma = bridge.forward(bridge_name, z_deg, z_clean, eps, t.to(bb.device), t0_)
-            v = bb.velocity(z_t, sigma, [p])[0]
+            v = velocity(bb, p, z_t, sigma)
             loss = (bridge.clean_estimate(z_t, sigma, v) - z_clean).square().mean()
             loss.backward()  # gradients add up over the micro-batches
             total = loss.detach() if total is None else total + loss.detach()
@@ -114,6 +117,18 @@ def train_step(bb, p, opt, zd, zc, g):
             ddp.sum_(q.grad).div_(n)  # the sum over ranks (none with one process), then the mean
     opt.step()
     return ddp.sum_(total) / n
+
+
+def velocity(bb, p, z_t, sigma):
+    """The prompted velocity the sampler will use: the prompt's own, or, for a prompt with a
+    coarse width, its coarse part on the bare backbone's fine one (bridge.coarse)."""
+    width = float(p.meta.get("coarse", 0))
+    v = bb.velocity(z_t, sigma, [p])[0]
+    if not width:
+        return v
+    with torch.no_grad():
+        v_bare = bb.velocity(z_t, sigma)[0]
+    return bridge.coarse(v, v_bare, width)
 
 
 @torch.no_grad()
@@ -144,12 +159,12 @@ def generate_clean(bb, n, size, frames, g):
 def validate(bb, p, zd, g_state):
     """The validation latents restored with the prompt: pixels on the backbone's device."""
     eps = torch.randn(zd.shape, generator=torch.Generator().manual_seed(g_state)).to(zd.device)
-    z = bridge.sample(bridge_name, lambda x, s: bb.velocity(x, s, [p])[0], zd, eps, t0 or bb.t0)
+    z = bridge.sample(bridge_name, lambda x, s: velocity(bb, p, x, s), zd, eps, t0 or bb.t0)
     return ((bb.decode(z) + 1) / 2).clamp(0, 1)
 
 
 def main():
-    global size, frames, out, lr, t0
+    global size, frames, out, lr, t0, coarse
     degrade.check(task)  # before anything is loaded or written
     bridge.check(bridge_name)
     attention_kernels("cuda")  # a bad --attention fails here, not after loading
@@ -166,6 +181,7 @@ def main():
     frames = frames or (bb.train_frames if bb.video else 1)
     lr = lr or bb.train_lr
     t0 = t0 or bb.t0
+    coarse = bb.coarse if coarse < 0 else coarse
     if bb.video and not bb.frames_ok(frames):
         fail(f"--frames={frames}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if size % bb.multiple:
@@ -195,7 +211,7 @@ def main():
     if grad_ckpt:
         bb.transformer.enable_gradient_checkpointing()
     torch.manual_seed(seed)  # the bank's random init, the same on every rank
-    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0)
+    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0, **({"coarse": coarse} if coarse else {}))
     opt = torch.optim.AdamW(p.parameters(), lr=lr)
     slots = range(ddp.rank() * accum, (ddp.rank() + 1) * accum)  # this rank's micro-batches
     gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in slots]
@@ -217,6 +233,7 @@ def main():
     n_train = sum(q.numel() for q in p.parameters())
     say(f"backbone {bb.name} on {dev}: frozen; prompt {p.shape[0]}x{p.shape[1]} + {p.shape[2]} gates = "
         f"{n_train:,} trainable numbers; bridge {bridge_name}, T0 {t0}, lr {lr}, "
+        + (f"coarse {coarse} latent px, " if coarse else "") +
         f"batch {batch} x {accum} micro-batches x {ddp.world()} processes")
 
     def save_ckpt(step, states):
