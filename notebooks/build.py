@@ -215,7 +215,7 @@ ablations would not be a fair race)."""),
 
 ALL_SHIPPED = all(os.path.isfile(shipped(n)) for n in bridge.BRIDGES)
 
-def trained(bridge_name, t0=None, steps=None, coarse=0):
+def trained(bridge_name, t0=None, steps=None):
     t0 = t0 or bb.t0
     if ALL_SHIPPED and steps is None and t0 == bb.t0:
         return prompt.load(shipped(bridge_name))
@@ -225,7 +225,7 @@ def trained(bridge_name, t0=None, steps=None, coarse=0):
     zd_, zc_ = train.encode_pairs(bb, pairs, "encode")
     train.bridge_name, train.t0, train.batch = bridge_name, t0, 4
     torch.manual_seed(0)
-    p = bb.new_prompt(task=TASK, bridge=bridge_name, t0=t0, **({"coarse": coarse} if coarse else {}))
+    p = bb.new_prompt(task=TASK, bridge=bridge_name, t0=t0)
     opt = torch.optim.AdamW(p.parameters(), lr=train.lr or bb.train_lr)
     for _ in range(steps):
         train.train_step(bb, p, opt, zd_, zc_, g)
