@@ -120,7 +120,7 @@ def main():
     wall = time.perf_counter() - t
     rows.append((f"restore a {photo_size}x{photo_size} photo (s)", wall, 20.0, wall / 20.0, "<= 1 (20 s)"))
     if bb.coarse:  # what the shipped prompts of this backbone do: the bare velocity too, each step
-        pc = bb.new_prompt(task="haze", coarse=bb.coarse)
+        pc = bb.new_prompt(task="haze", coarse=bb.coarse, gain=bb.gain)
         with torch.no_grad():
             pc.gates.fill_(0.1)
         t = time.perf_counter()

@@ -126,27 +126,31 @@ def lowpass(x, width):
     return y.reshape(x.shape)
 
 
-def coarse(v_prompt, v_bare, width):
+def coarse(v_prompt, v_bare, width, gain=1.0):
     """The prompt's velocity with its fine detail taken from the bare backbone's:
-    v_bare + lowpass(v_prompt - v_bare). width 0 is the prompt's own velocity (the paper).
+    v_bare + gain * lowpass(v_prompt - v_bare). width 0 is the prompt's own velocity (the paper).
 
     Why (README, "the grid"): on a small prior, the prompt that moves the colours gives up the
-    prior's denoising, and the noise it leaves is fine-grained; the move it makes is coarse."""
-    return v_prompt if not width else v_bare + lowpass(v_prompt - v_bare, width)
+    prior's denoising, and the noise it leaves is fine-grained; the move it makes is coarse.
+    Why the gain: the EBR target velocity carries the degradation divided by T0 at every t, so a
+    small T0 (little start noise, the detail kept) asks the network for more than its output
+    can give; with gain g the prompt has to give only 1/g of that move."""
+    return v_prompt if not width else v_bare + gain * lowpass(v_prompt - v_bare, width)
 
 
-def mixed(velocity_many, widths=None):
+def mixed(velocity_many, widths=None, gains=None):
     """Mixed degradations (paper Sec. 3.3): average the velocities of several prompts.
 
     velocity_many(x, sigma) returns [k, B, ...], one velocity per prompt from one batched
-    backbone call; the mix is their mean, then x0 = x - sigma * mean as usual. widths: each
-    prompt's `coarse` width; where any is set, velocity_many returns a (k+1)-th velocity, the
-    bare backbone's, last.
+    backbone call; the mix is their mean, then x0 = x - sigma * mean as usual. widths, gains: each
+    prompt's `coarse` width and gain; where any width is set, velocity_many returns a (k+1)-th
+    velocity, the bare backbone's, last.
     """
     if not widths or not any(widths):
         return lambda x, sigma: velocity_many(x, sigma).mean(0)
 
     def velocity(x, sigma):
         vs = velocity_many(x, sigma)
-        return torch.stack([coarse(v, vs[-1], w) for v, w in zip(vs[:-1], widths)]).mean(0)
+        gs = gains or [1.0] * len(widths)
+        return torch.stack([coarse(v, vs[-1], w, g) for v, w, g in zip(vs[:-1], widths, gs)]).mean(0)
     return velocity

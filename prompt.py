@@ -37,6 +37,11 @@ class Prompt(nn.Module):
     def shape(self):
         return tuple(self.bank.shape[1:]) + (self.gates.numel(),)
 
+    @property
+    def coarse(self):
+        """(width, gain) of a coarse prompt (bridge.coarse, train.py --coarse); width 0: the paper's."""
+        return float(self.meta.get("coarse", 0)), float(self.meta.get("gain", 1))
+
     def describe(self):
         k, d, g = self.shape
         return f"{self.meta.get('backbone', '?')} ({k}x{d}, {g} gates)"

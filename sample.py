@@ -198,11 +198,11 @@ def sample_latents(bb, y, prompts, bridge_, t0_, desc=""):
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
     bar = tqdm(total=len(bridge.grid(t0_, bridge.T_MIN, steps)), desc=f"restore {desc}", leave=False,
                disable=not progress)
-    # a prompt trained with --coarse keeps that width here; it needs the bare velocity as well
-    widths = [float(p.meta.get("coarse", 0)) if p is not None else 0.0 for p in prompts]
+    # a prompt trained with --coarse keeps its width and gain; it needs the bare velocity as well
+    widths, gains = zip(*[p.coarse if p is not None else (0.0, 1.0) for p in prompts])
     calls = list(prompts) + ([None] if any(widths) else [])
     many = tiled(lambda z, s: bb.velocity(z, s, calls), y.shape, tile_sizes(bb), len(calls), bar)
-    mix = bridge.mixed(many, widths)  # after tiling: the low-pass sees the whole latent
+    mix = bridge.mixed(many, list(widths), list(gains))  # after tiling: the low-pass sees the whole latent
 
     def velocity(z, s):
         bar.update(1)

@@ -50,6 +50,7 @@ task = "haze"        # haze | rain | snow | lowlight | blur
 bridge_name = "ebr"  # the training construction: ebr | ddbm | naive
 t0 = 0.0            # start noise level of the bridge, T0 (0: the backbone's, e.g. 0.4 for FLUX/Wan)
 coarse = -1.0        # >0: the prompt steers only the coarse velocity (Gaussian std, latent px), fine detail from the bare backbone; 0: the paper's; -1: the backbone's
+gain = 0.0           # coarse prompts: the factor on their low-passed change, so a small T0 asks less of the prompt (0: the backbone's)
 data_source = "photos"  # photos | generate | a folder (input/ + gt/, or clean images) | list.json
 steps = 1500         # optimizer steps
 batch = 4            # pairs per micro-batch and process
@@ -122,13 +123,13 @@ def train_step(bb, p, opt, zd, zc, g):
 def velocity(bb, p, z_t, sigma):
     """The prompted velocity the sampler will use: the prompt's own, or, for a prompt with a
     coarse width, its coarse part on the bare backbone's fine one (bridge.coarse)."""
-    width = float(p.meta.get("coarse", 0))
+    width, g = p.coarse
     v = bb.velocity(z_t, sigma, [p])[0]
     if not width:
         return v
     with torch.no_grad():
         v_bare = bb.velocity(z_t, sigma)[0]
-    return bridge.coarse(v, v_bare, width)
+    return bridge.coarse(v, v_bare, width, g)
 
 
 @torch.no_grad()
@@ -164,7 +165,7 @@ def validate(bb, p, zd, g_state):
 
 
 def main():
-    global size, frames, out, lr, t0, coarse
+    global size, frames, out, lr, t0, coarse, gain
     degrade.check(task)  # before anything is loaded or written
     bridge.check(bridge_name)
     attention_kernels("cuda")  # a bad --attention fails here, not after loading
@@ -182,6 +183,7 @@ def main():
     lr = lr or bb.train_lr
     t0 = t0 or bb.t0
     coarse = bb.coarse if coarse < 0 else coarse
+    gain = gain or bb.gain
     if bb.video and not bb.frames_ok(frames):
         fail(f"--frames={frames}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if size % bb.multiple:
@@ -211,7 +213,7 @@ def main():
     if grad_ckpt:
         bb.transformer.enable_gradient_checkpointing()
     torch.manual_seed(seed)  # the bank's random init, the same on every rank
-    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0, **({"coarse": coarse} if coarse else {}))
+    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0, **({"coarse": coarse, "gain": gain} if coarse else {}))
     opt = torch.optim.AdamW(p.parameters(), lr=lr)
     slots = range(ddp.rank() * accum, (ddp.rank() + 1) * accum)  # this rank's micro-batches
     gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in slots]
@@ -233,7 +235,7 @@ def main():
     n_train = sum(q.numel() for q in p.parameters())
     say(f"backbone {bb.name} on {dev}: frozen; prompt {p.shape[0]}x{p.shape[1]} + {p.shape[2]} gates = "
         f"{n_train:,} trainable numbers; bridge {bridge_name}, T0 {t0}, lr {lr}, "
-        + (f"coarse {coarse} latent px, " if coarse else "") +
+        + (f"coarse {coarse} latent px, gain {gain}, " if coarse else "") +
         f"batch {batch} x {accum} micro-batches x {ddp.world()} processes")
 
     def save_ckpt(step, states):

@@ -160,7 +160,12 @@ def test_coarse_takes_the_fine_velocity_from_the_bare_backbone():
     prompted = bare + shift - fine  # the prompt moves the colour and drops part of the fine field
     assert torch.equal(bridge.coarse(prompted, bare, 0), prompted)  # width 0: the paper's prompt
     assert (bridge.coarse(prompted, bare, 2.0) - (bare + shift)).abs().max() < 0.03
+    # the gain scales the coarse move only (the fine field still comes from the bare velocity)
+    assert (bridge.coarse(prompted, bare, 2.0, 3.0) - (bare + 3 * shift)).abs().max() < 0.09
+    assert torch.equal(bridge.coarse(prompted, bare, 0, 3.0), prompted)
     # mixed: the bare velocity comes last; a prompt of width 0 stays as it is
     many = lambda x, s: torch.stack([prompted, bare + shift, bare])  # noqa: E731
     out = bridge.mixed(many, [2.0, 0])(bare, torch.ones(2))
     assert (out - (bare + shift)).abs().max() < 0.03
+    out = bridge.mixed(many, [2.0, 0], [5.0, 1.0])(bare, torch.ones(2))
+    assert (out - (bare + 3 * shift)).abs().max() < 0.15  # the mean of bare + 5 shift and bare + shift

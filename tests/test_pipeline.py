@@ -176,16 +176,16 @@ def test_bad_inputs_get_one_line_errors(random_tiny, prompts, tmp_path):
 
 def test_coarse_prompt_trains_and_restores_with_the_bare_velocity(random_tiny, tmp_path, monkeypatch):
     # train.py --coarse=W stores W in the prompt; sample.py then asks the backbone for the bare
-    # velocity as well, in the same batched call, and uses v_bare + lowpass(v_prompt - v_bare)
+    # velocity as well, in the same batched call, and uses v_bare + gain * lowpass(v_prompt - v_bare)
     import backbones
     import bridge
     import prompt as prompt_lib
     code, outp, err = run(*TRAIN, f"--backbone={random_tiny['tiny-flux']}", "--steps=2", "--val_every=2",
-                          "--coarse=1.5", f"--out={tmp_path}")
+                          "--coarse=1.5", "--gain=2.5", f"--out={tmp_path}")
     assert code == 0, err
-    assert "coarse 1.5 latent px" in outp
+    assert "coarse 1.5 latent px, gain 2.5" in outp
     p = prompt_lib.load(str(tmp_path / "haze.safetensors"))
-    assert float(p.meta["coarse"]) == 1.5
+    assert p.coarse == (1.5, 2.5)
     bb = backbones.load(random_tiny["tiny-flux"])
     monkeypatch.setattr(sample, "progress", False)
     seen, real = [], bb.velocity
@@ -194,5 +194,5 @@ def test_coarse_prompt_trains_and_restores_with_the_bare_velocity(random_tiny, t
     got = sample.sample_latents(bb, y, [p], "ebr", 0.2)
     assert all(len(c) == 2 and c[0] is p and c[1] is None for c in seen)
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(sample.seed))
-    want = bridge.sample("ebr", lambda x, s: bridge.coarse(*real(x, s, [p, None]), 1.5), y, eps, 0.2)
+    want = bridge.sample("ebr", lambda x, s: bridge.coarse(*real(x, s, [p, None]), 1.5, 2.5), y, eps, 0.2)
     assert torch.allclose(got, want, atol=1e-5)

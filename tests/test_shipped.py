@@ -23,7 +23,7 @@ def test_every_task_has_a_shipped_ebr_prompt_that_fits(kind):
         p = prompt_lib.load(path)
         assert p.meta["backbone"] == kind and p.meta["task"] == task and p.meta["bridge"] == "ebr"
         assert float(p.meta["t0"]) == bb.t0  # trained at the T0 the backbone's sweep chose
-        assert float(p.meta.get("coarse", 0)) == bb.coarse  # and with the backbone's coarse width
+        assert p.coarse == ((bb.coarse, bb.gain) if bb.coarse else (0, 1))  # and the backbone's coarse width and gain
         assert torch.isfinite(p.bank).all() and p.gates.abs().sum() > 0  # trained, not a fresh init
         bb.check(p)  # the shape and gate count fit this backbone
 
