@@ -149,8 +149,9 @@ def mixed(velocity_many, widths=None, gains=None):
     if not widths or not any(widths):
         return lambda x, sigma: velocity_many(x, sigma).mean(0)
 
+    gains = gains or [1.0] * len(widths)
+
     def velocity(x, sigma):
         vs = velocity_many(x, sigma)
-        gs = gains or [1.0] * len(widths)
-        return torch.stack([coarse(v, vs[-1], w, g) for v, w, g in zip(vs[:-1], widths, gs)]).mean(0)
+        return torch.stack([coarse(v, vs[-1], w, g) for v, w, g in zip(vs[:-1], widths, gains)]).mean(0)
     return velocity
