@@ -8,8 +8,8 @@ Only the prompt bank and its gates are in the optimizer. Latents of the training
 computed once (the VAE never runs in the loop) and the null context once (in the backbone).
 Each step: pick pairs, draw t and eps, build the construction's state, ask the backbone for
 x0_hat = z_t - sigma v under the prompt, and regress it onto z_clean. With --coarse=W (tiny-flux's
-default, not in the paper) v is the bare backbone's velocity plus the low-pass of what the prompt
-changes in it (bridge.coarse), the velocity the sampler will use.
+default, not in the paper) v is the bare backbone's velocity plus --gain times the low-pass of what
+the prompt changes in it (bridge.coarse), the velocity the sampler will use.
 Writes <out>/<task>.safetensors (the prompt sample.py takes), <out>/<task>.ckpt.pt (optimizer,
 RNG; --resume continues from it) and <out>/<task>_val.png (degraded | restored | clean).
 
