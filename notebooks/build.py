@@ -280,7 +280,7 @@ for name in bridge.BRIDGES:
             row.append("-"); continue
         with torch.no_grad():
             vb, vp = bb.velocity(z, s, [None, prompts_[name]])
-            vp = bridge.coarse(vp, vb, float(prompts_[name].meta.get("coarse", 0)))  # what the sampler uses
+            vp = bridge.coarse(vp, vb, *prompts_[name].coarse)  # what the sampler uses
         target = (z - zch) / s.reshape(-1, *[1] * (z.ndim - 1))
         beta = lambda v: ((v * e).sum() / (e * e).sum()).item()  # noqa: E731
         row.append(f"{rms(target):.1f}/{rms(vb):.1f}/{rms(vp):.1f}, {beta(vb):.2f}/{beta(vp):.2f}")
@@ -342,12 +342,14 @@ else:
 The velocity table above shows the tiny prompt trading the prior's denoising for a move that is
 mostly coarse (a colour shift). A *coarse* prompt keeps the two apart: the sampler takes the fine
 part of the velocity from the bare backbone and only the low-pass of what the prompt changes,
-v = v_bare + lowpass(v_prompt - v_bare) (`bridge.coarse`; `train.py --coarse=W`, which trains
-the prompt through the same combination, so that training and sampling agree). This is not in
-the paper. Below: the paper's EBR prompt against the shipped coarse one, same crops and noise."""),
+v = v_bare + g lowpass(v_prompt - v_bare) (`bridge.coarse`; `train.py --coarse=W --gain=g`, which
+trains the prompt through the same combination, so that training and sampling agree). The gain g
+lets a small T0 keep the input's detail: the target asks for the degradation divided by T0, and
+with g the prompt has to give only 1/g of it. This is not in the paper. Below: the paper's EBR
+prompt against the shipped coarse one, same crops and noise."""),
     ("code", """mine = os.path.join("..", "prompts", bb.name, f"{TASK}.safetensors")
 pc = prompt.load(mine) if os.path.isfile(mine) else None
-if pc is None or not float(pc.meta.get("coarse", 0)):
+if pc is None or not pc.coarse[0]:
     print(f"{bb.name} ships prompts of the paper's form (no coarse width): nothing to compare here")
 else:
     results["prompt, ebr, coarse"] = evaluate(pc, "ebr")
@@ -355,7 +357,7 @@ else:
         print(f"{k:<30} {results[k]['psnr']:7.2f} {results[k]['ssim']:7.4f}")
     d, c = test_pairs[0]
     outs = [("degraded", d), ("EBR (paper)", sample.restore(bb, d, [prompts_["ebr"]], "ebr", float(prompts_["ebr"].meta["t0"]))),
-            (f"EBR, coarse {pc.meta['coarse']}", sample.restore(bb, d, [pc], "ebr", float(pc.meta["t0"]))), ("clean", c)]
+            (f"EBR, coarse {pc.coarse[0]:g}, gain {pc.coarse[1]:g}", sample.restore(bb, d, [pc], "ebr", float(pc.meta["t0"]))), ("clean", c)]
     fig, axes = plt.subplots(1, 4, figsize=(9, 2.5))
     for ax, (n, img) in zip(axes, outs):
         show(ax, img, f"{n}  {psnr(img, c):.1f} dB")
@@ -376,7 +378,9 @@ towards clean, and the noise it leaves is the grid in the pictures above. On the
 target asks for several times the velocity the network gives, most of that move is one flat
 colour shift over the whole crop, and no T0 from 0.2 to 0.4, learned pooled vector or loss
 weighting tried kept both. The coarse prompt above keeps them apart by construction (not in the
-paper); run through the same T0 procedure (README), it picks T0 = 0.4, the paper's value."""),
+paper); run through the same T0 procedure with no gain (README), it picks T0 = 0.4, the paper's
+value; with the gain free too, T0 = 0.1 and g = 8, what tiny-flux ships: less start noise, more
+of the input's detail kept."""),
 ]
 
 NB03 = [
