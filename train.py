@@ -171,6 +171,8 @@ def main():
     attention_kernels("cuda")  # a bad --attention fails here, not after loading
     if accum < 1 or batch < 1:
         fail(f"--batch={batch} and --accum={accum} must be at least 1")
+    if gain < 0:
+        fail(f"--gain={gain} must be positive (0: the backbone's)")
     if threads:
         torch.set_num_threads(threads)
     dev = ddp.device(device)

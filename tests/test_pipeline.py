@@ -171,6 +171,7 @@ def test_bad_inputs_get_one_line_errors(random_tiny, prompts, tmp_path):
     bad(["train.py", "--bridge=ddim", bbf], tmp_path, "unknown bridge")
     bad(["train.py", "--stepz=3"], tmp_path, "unknown option --stepz")
     bad(["train.py", "--attention=fast", bbf], tmp_path, "--attention=fast")
+    bad(["train.py", "--gain=-2", bbf], tmp_path, "--gain=-2.0 must be positive")
     bad(["sample.py", str(tmp_path / "ok.png"), haze, bbf, "--vae_dtype=fp16"], tmp_path, "bf16 or fp32")
 
 
