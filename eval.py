@@ -36,6 +36,7 @@ count = 0             # pairs to evaluate (0: all of heldout, 16 of other source
 size = 0              # crop size (0: the backbone's default training size)
 frames = 0            # clip length for video backbones (0: the backbone's default)
 bare = True           # include the frozen backbone with no prompt
+keep_detail = -1.0    # as in sample.py: >0 keeps the input's detail (std in px), 0 the decoded latent, -1 the backbone's
 vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
 out = ""              # folder for the CSV/JSON (default runs/eval-<backbone>-<task>)
@@ -127,7 +128,7 @@ def main():
             label += f" ({name})"
         methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))))
     rows = []
-    sample.seed = seed
+    sample.seed, sample.keep_detail = seed, keep_detail
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):
         for label, p, br, t0_ in methods:
             if label == "degraded":
@@ -149,6 +150,7 @@ def main():
         wr.writerows(rows)
     unavailable = perceptual_metrics()
     json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pairs), size=size, seed=seed,
+                   keep_detail=bb.keep_detail if keep_detail < 0 else keep_detail,
                    summary=summary, unavailable=unavailable), open(json_path, "w"), indent=1)
     print(f"\n{task} on {len(pairs)} {data_source} pairs ({bb.name}, {size} px), uint8-quantized:")
     print(f"{'method':<24} {'PSNR':>7} {'SSIM':>7} {'PSNR-Y':>7} {'SSIM-Y':>7}")

@@ -43,6 +43,7 @@ seed = 0              # seeds the sampler's starting noise (the same noise on ev
 steps = bridge.STEPS  # grid points of the sampler = backbone calls per prompt
 t0 = 0.0              # start noise level of the bridge (0: the prompt's own T0)
 bridge_name = ""      # naive | ddbm | ebr (default: the prompt's own)
+keep_detail = -1.0    # >0: output = input + the restored change, low-passed at this std (px); 0: the decoded latent; -1: the backbone's
 # where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 prompts_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts")
 tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
@@ -233,7 +234,14 @@ def restore(bb, x, prompts, bridge_, t0_, desc=""):
                               f"{bb.multiple} px on each side")
     size = window or bb.window
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
-        return from_latents(bb, sample_latents(bb, to_latents(bb, x), prompts, bridge_, t0_, desc), x)
+        y = to_latents(bb, x)
+        out = from_latents(bb, sample_latents(bb, y, prompts, bridge_, t0_, desc), x)
+        width = bb.keep_detail if keep_detail < 0 else keep_detail
+        if not width:
+            return out
+        # the input's own fine detail, which a small VAE loses on the way in: only the coarse part of
+        # what the restoration changed reaches the output (README, "keep the input's detail")
+        return (x + bridge.lowpass(out - from_latents(bb, y, x), width)).clamp(0, 1)
     origins = frame_windows(x.shape[1], size)
     r = ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
     acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)

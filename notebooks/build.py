@@ -206,7 +206,10 @@ for name in bridge.BRIDGES:
 (`prompts/<backbone>/ablation/<bridge>/<task>.safetensors`) were made that way (commands in the README); when they are
 absent (e.g. on FLUX/Wan, or tiny-wan), this cell trains short ones for all three with the same
 `train.train_step` (the same steps for each: a shipped 1,500-step EBR prompt against 600-step
-ablations would not be a fair race)."""),
+ablations would not be a fair race). Every output in this notebook is what `sample.restore`
+returns; on tiny-flux that keeps the input's own detail (the input plus the low-pass of what the
+restoration changed, `keep_detail` in `backbones.SIZES`, README), the same for every
+construction, so the race stays fair."""),
     ("code", """def shipped(bridge_name):
     # the three prompts of the paper's form, the same recipe each (README: the shipped default
     # prompts of tiny-flux are the coarse ones, compared at the end of this notebook)

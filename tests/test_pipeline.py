@@ -197,3 +197,31 @@ def test_coarse_prompt_trains_and_restores_with_the_bare_velocity(random_tiny, t
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(sample.seed))
     want = bridge.sample("ebr", lambda x, s: bridge.coarse(*real(x, s, [p, None]), 1.5, 2.5), y, eps, 0.2)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_keep_detail_adds_only_the_coarse_change_to_the_input(random_tiny, prompts, monkeypatch):
+    # with keep_detail the output is input + lowpass(decoded - the input's VAE round trip): a
+    # sampler that changes nothing gives the input back exactly, where the plain decode gives the
+    # VAE's version of it; a change reaches the output low-passed
+    import backbones
+    import bridge
+    bb = backbones.load(random_tiny["tiny-flux"])
+    assert bb.keep_detail == backbones.SIZES["tiny-flux"]["keep_detail"] > 0
+    assert backbones.load(random_tiny["tiny-wan"]).keep_detail == 0
+    ps, b, t = sample.prepare(bb, [prompts["tiny-flux", "haze"]])
+    x = torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(sample, "progress", False)
+    shift = torch.zeros(1, *bb.latent_shape(24, 40)).index_fill_(1, torch.tensor([0]), 0.5)
+    for change, want_same in ((0.0, True), (1.0, False)):
+        monkeypatch.setattr(sample, "sample_latents", lambda bb_, y, *a, **k: y + change * shift)
+        monkeypatch.setattr(sample, "keep_detail", 0.0)
+        plain = sample.restore(bb, x, ps, b, t)
+        monkeypatch.setattr(sample, "keep_detail", -1.0)  # the backbone's: 2 px
+        kept = sample.restore(bb, x, ps, b, t)
+        rec = sample.from_latents(bb, sample.to_latents(bb, x), x)
+        assert kept.shape == x.shape and not torch.allclose(plain, x, atol=1e-2)
+        if want_same:
+            assert torch.allclose(kept, x, atol=1e-6) and torch.allclose(plain, rec)
+        else:
+            want = (x + bridge.lowpass(plain - rec, bb.keep_detail)).clamp(0, 1)
+            assert torch.allclose(kept, want, atol=1e-6) and not torch.allclose(kept, x, atol=1e-3)
