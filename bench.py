@@ -99,11 +99,15 @@ def main():
 
     # 2. sampling vs its backbone calls (one image of `size` px, one prompt, whole)
     img = pairs[0][0]
-    sample.seed = 0
+    sample.seed, sample.keep_detail = 0, 0.0  # the sampler alone: encode, the steps, decode
     with torch.no_grad():
         one = timed(lambda: bb.velocity(zd[:1], torch.full((1,), 0.3), [p]), repeats)
     full = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
     rows.append((f"restore {size}px / ({steps} calls x one call)", full, steps * one, full / (steps * one), "<= 1.15"))
+    sample.keep_detail = -1.0  # from here on what the backbone does by default
+    if bb.keep_detail:  # the input's detail kept: one more decode, of the input's own latent
+        kept = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
+        rows.append(("  the same, detail kept / plain decode", kept, full, kept / full, "one decode more"))
 
     # 3. mixing k prompts, one batched call per step
     ps = [p] + [bb.new_prompt(task=f"t{i}") for i in range(2)]

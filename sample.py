@@ -11,7 +11,9 @@ all prompts in one batched backbone call per step (paper Sec. 3.3).
 Any size: the input is padded (reflect) to what the backbone needs and cropped back; inputs
 larger than the backbone's tile are restored in overlapping tiles whose velocities are blended at
 every step (no seams), clips longer than its window in overlapping windows of frames, each
-restored on its own and blended (no frame dropped). Outputs: PNG for images, mp4 at the input's
+restored on its own and blended (no frame dropped). With keep_detail (tiny-flux's default, not in
+the paper) the output is the input plus the low-pass of what the restoration changed, so the
+input's fine detail does not go through the VAE. Outputs: PNG for images, mp4 at the input's
 fps for videos; never over the input.
 
 Latents, noise and the sampler's state live on the backbone's device from encode to decode; the

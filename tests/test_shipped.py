@@ -38,8 +38,10 @@ def test_readme_first_command_restores_the_example(tmp_path):
     clean = data.read_image(os.path.join(ROOT, "examples", "clean", "haze.png"))
     out = data.read_image(str(dst))
     assert out.shape == deg.shape
-    # the shipped prompt really restores this held-out photo (measured gain is several dB)
-    assert metrics.metrics(out, clean)["psnr"] > metrics.metrics(deg, clean)["psnr"] + 1.0
+    # the shipped prompt really restores this held-out photo: several dB of PSNR, and SSIM up too
+    # (measured 0.68 -> 0.85 and more), which a darker or grid-covered output would not give
+    got, before = metrics.metrics(out, clean), metrics.metrics(deg, clean)
+    assert got["psnr"] > before["psnr"] + 1.0 and got["ssim"] > before["ssim"] + 0.05
 
 
 def test_train_on_images_generated_by_the_frozen_backbone(random_tiny, tmp_path):
