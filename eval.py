@@ -150,7 +150,7 @@ def main():
         wr.writerows(rows)
     unavailable = perceptual_metrics()
     json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pairs), size=size, seed=seed,
-                   keep_detail=bb.keep_detail if keep_detail < 0 else keep_detail,
+                   keep_detail=sample.detail_width(bb),
                    summary=summary, unavailable=unavailable), open(json_path, "w"), indent=1)
     print(f"\n{task} on {len(pairs)} {data_source} pairs ({bb.name}, {size} px), uint8-quantized:")
     print(f"{'method':<24} {'PSNR':>7} {'SSIM':>7} {'PSNR-Y':>7} {'SSIM-Y':>7}")

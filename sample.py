@@ -221,6 +221,11 @@ def frame_windows(n, size):
     return starts(n, size, max(1, (size - 1) // 8))
 
 
+def detail_width(bb):
+    """The pixel std restore keeps the input's detail at: --keep_detail, or the backbone's (-1)."""
+    return bb.keep_detail if keep_detail < 0 else keep_detail
+
+
 @torch.no_grad()
 def restore(bb, x, prompts, bridge_, t0_, desc=""):
     """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> restored, same shape and device.
@@ -238,7 +243,7 @@ def restore(bb, x, prompts, bridge_, t0_, desc=""):
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
         y = to_latents(bb, x)
         out = from_latents(bb, sample_latents(bb, y, prompts, bridge_, t0_, desc), x)
-        width = bb.keep_detail if keep_detail < 0 else keep_detail
+        width = detail_width(bb)
         if not width:
             return out
         # the input's own fine detail, which a small VAE loses on the way in: only the coarse part of
