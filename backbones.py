@@ -45,7 +45,7 @@ CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were
 # coarse: the width train.py gives new prompts (bridge.coarse; 0 = the paper's prompt, which
 # steers the whole velocity; tiny-flux's prompts lose the prior's denoising without it, README)
 # gain: the factor on a coarse prompt's low-passed change (bridge.coarse), so that a small T0 asks less of it
-# keep_detail: sample.restore's pixel std for keeping the input's own detail (0: the decoded latent as is).
+# keep_detail: sample.restore's pixel std for keeping the input's own detail (0: the decoded latent as is), for a prompt that chose none.
 # tiny-flux: SSIM up on four tasks of five; tiny-wan, whose prior removes rain, lost 4.3 dB on rain
 # with it; FLUX, Wan: not measured (README "keep the input's detail")
 SIZES = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1, train_lr=5e-4, t0=0.4, coarse=0, gain=1.0, keep_detail=0),

@@ -3,6 +3,7 @@
     python eval.py --task=haze                              # held-out photos; degraded, bare, shipped prompt
     python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
     python eval.py --vae_only --size=512                     # what the VAE alone keeps of clean photos
+    python eval.py --task=rain --data=photos --choose_detail=0,1,2,4,8,16 --choose_above=0,0.12   # choose its decode
 
 Rows: the degraded input; the clean image through the VAE and back (the ceiling of any
 latent-space restoration); the frozen backbone sampled from the same noisy degraded start with no
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 import backbones
 import data
+import prompt as prompt_lib
 import sample
 from cli import fail, parse
 
@@ -36,7 +38,10 @@ count = 0             # pairs to evaluate (0: all of heldout, 16 of other source
 size = 0              # crop size (0: the backbone's default training size)
 frames = 0            # clip length for video backbones (0: the backbone's default)
 bare = True           # include the frozen backbone with no prompt
-keep_detail = -1.0    # as in sample.py: >0 keeps the input's detail (std in px), 0 the decoded latent, -1 the backbone's
+keep_detail = -1.0    # as in sample.py: >0 keeps the input's detail (std in px), 0 the decoded latent, -1 the prompt's/backbone's
+decoded_above = -1.0  # as in sample.py: where the change reaches this, the decoded latent (0: nowhere, -1: the prompt's)
+choose_detail = ""    # e.g. 0,1,2,4,8,16: decode one prompt with each keep_detail on training pairs, write the best into it
+choose_above = "0"    # with --choose_detail: the decoded_above values tried with each width, e.g. 0,0.06,0.12,0.25
 vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
 out = ""              # folder for the CSV/JSON (default runs/eval-<backbone>-<task>)
@@ -105,6 +110,56 @@ def perceptual_metrics():
     return why
 
 
+def score(results, reference=None):
+    """{candidate: {"psnr", "ssim", ...}} -> {candidate: score}: PSNR and SSIM each min-max normalized
+    across the candidates, then averaged (the paper's Sec. 4.4 procedure; notebook 02 chooses T0
+    with it). With a reference (the degraded input's metrics) it counts among the candidates for
+    the range and scores 0: a spread of 0.04 dB among candidates that all gain 5 dB then weighs
+    0.04 / 5, where plain min-max would stretch it over the whole scale."""
+    norm = {c: [] for c in results}
+    for k in ("psnr", "ssim"):
+        vals = [r[k] for r in results.values()] + ([reference[k]] if reference else [])
+        lo, span = (reference[k] if reference else min(vals)), max(vals) - min(vals)
+        for c, r in results.items():
+            norm[c].append((r[k] - lo) / span if span > 0 else 1.0)
+    return {c: sum(v) / len(v) for c, v in norm.items()}
+
+
+def choose(bb, path, p, pairs):
+    """Decode one prompt's restorations at each width of --choose_detail (sample.kept: the same
+    sampled latents each way), score them, and write the best width into the prompt file, which
+    sample.py, eval.py and the web page then use. Chosen on training pairs, never on held-out ones."""
+    widths = [float(w) for w in choose_detail.split(",") if w.strip()]
+    aboves = [float(a) for a in choose_above.split(",") if a.strip()] or [0.0]
+    cands = [(w, a) for w in widths for a in (aboves if w else [0.0])]  # the decoded latent has no threshold
+    rows = {c: [] for c in cands}
+    sample.seed = seed
+    br, t0_ = p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))
+    # a pair the degradation left unchanged (a blur kernel of one pixel) has nothing to restore
+    pairs = [(d, c) for d, c in pairs if metrics(d, c)["psnr"] < float("inf")]
+    ref = [metrics(d, c) for d, c in pairs]
+    ref = {k: sum(r[k] for r in ref) / len(ref) for k in ("psnr", "ssim")}
+    for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"choose the decode of {task}")):
+        y = sample.to_latents(bb, deg)
+        decoded = sample.from_latents(bb, sample.sample_latents(bb, y, [p], br, t0_, f"{i}"), deg)
+        base = sample.from_latents(bb, y, deg)
+        for w, a in cands:
+            rows[w, a].append(metrics(sample.kept(deg, decoded, base, w, a), clean))
+    results = {c: {k: sum(r[k] for r in rs) / len(rs) for k in ("psnr", "ssim")} for c, rs in rows.items()}
+    scores = score(results, ref)
+    best = max(cands, key=lambda c: (scores[c], -c[0], -c[1]))  # a tie goes to the smaller setting
+    print(f"\ndecode of {path} on {len(pairs)} {data_source} pairs ({bb.name}):")
+    print(f"{'keep_detail':<12} {'above':>6} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
+    print(f"{'(degraded)':<12} {'':>6} {ref['psnr']:7.2f} {ref['ssim']:7.4f}")
+    for c in cands:
+        r = results[c]
+        print(f"{c[0]:<12g} {c[1]:>6g} {r['psnr']:7.2f} {r['ssim']:7.4f} {scores[c]:6.3f}" + ("  <- chosen" if c == best else ""))
+    p.meta["keep_detail"], p.meta["decoded_above"] = f"{best[0]:g}", f"{best[1]:g}"
+    prompt_lib.save(p, path)
+    print(f"wrote keep_detail={best[0]:g} decoded_above={best[1]:g} into {path}")
+    return best, results
+
+
 # ------------------------------------------------------------------------------ the loop
 
 def main():
@@ -113,9 +168,16 @@ def main():
     size = size or bb.train_size
     frames = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
+    if choose_detail and (len(names) != 1 or data_source == "heldout"):
+        fail("--choose_detail decodes one prompt on training pairs: give one prompt and --data=photos "
+             "(or a folder), not the held-out photos the tables report")
     ps = [] if vae_only else sample.resolve_prompts(bb, names)
     n = count or (0 if data_source == "heldout" else 16)
     pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
+    if choose_detail and not sample.prompt_path(bb, names[0]).endswith(".safetensors"):
+        fail(f"--choose_detail writes its choice into the prompt: {names[0]} is not a .safetensors prompt")
+    if choose_detail:
+        return choose(bb, sample.prompt_path(bb, names[0]), ps[0], pairs)
     out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
     os.makedirs(out, exist_ok=True)
     # the VAE round trip of the clean image is the ceiling of any restoration in latent space
@@ -128,7 +190,7 @@ def main():
             label += f" ({name})"
         methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))))
     rows = []
-    sample.seed, sample.keep_detail = seed, keep_detail
+    sample.seed, sample.keep_detail, sample.decoded_above = seed, keep_detail, decoded_above
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):
         for label, p, br, t0_ in methods:
             if label == "degraded":
@@ -150,7 +212,7 @@ def main():
         wr.writerows(rows)
     unavailable = perceptual_metrics()
     json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pairs), size=size, seed=seed,
-                   keep_detail=sample.detail_width(bb),
+                   decode={label: sample.decode_settings(bb, [p]) for label, p, br, _ in methods if br},
                    summary=summary, unavailable=unavailable), open(json_path, "w"), indent=1)
     print(f"\n{task} on {len(pairs)} {data_source} pairs ({bb.name}, {size} px), uint8-quantized:")
     print(f"{'method':<24} {'PSNR':>7} {'SSIM':>7} {'PSNR-Y':>7} {'SSIM-Y':>7}")

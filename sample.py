@@ -11,10 +11,11 @@ all prompts in one batched backbone call per step (paper Sec. 3.3).
 Any size: the input is padded (reflect) to what the backbone needs and cropped back; inputs
 larger than the backbone's tile are restored in overlapping tiles whose velocities are blended at
 every step (no seams), clips longer than its window in overlapping windows of frames, each
-restored on its own and blended (no frame dropped). With keep_detail (tiny-flux's default, not in
-the paper) the output is the input plus the low-pass of what the restoration changed, so the
-input's fine detail does not go through the VAE. Outputs: PNG for images, mp4 at the input's
-fps for videos; never over the input.
+restored on its own and blended (no frame dropped). With keep_detail (not in the paper) the
+output is the input plus the low-pass of what the restoration changed, so the input's fine detail
+does not go through the VAE, and with decoded_above the decoded latent where the change is large
+(a streak removed); each prompt carries its own choice of both (eval.py --choose_detail).
+Outputs: PNG for images, mp4 at the input's fps for videos; never over the input.
 
 Latents, noise and the sampler's state live on the backbone's device from encode to decode; the
 restored pixels come back to the device of the input. Under torchrun (several processes) the
@@ -45,7 +46,8 @@ seed = 0              # seeds the sampler's starting noise (the same noise on ev
 steps = bridge.STEPS  # grid points of the sampler = backbone calls per prompt
 t0 = 0.0              # start noise level of the bridge (0: the prompt's own T0)
 bridge_name = ""      # naive | ddbm | ebr (default: the prompt's own)
-keep_detail = -1.0    # >0: output = input + the restored change, low-passed at this std (px); 0: the decoded latent; -1: the backbone's
+keep_detail = -1.0    # >0: output = input + the restored change, low-passed at this std (px); 0: the decoded latent; -1: the prompt's, else the backbone's
+decoded_above = -1.0  # with keep_detail: where the change reaches this (mean |change|, 0..1), the decoded latent instead; 0: nowhere; -1: the prompt's
 # where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 prompts_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts")
 tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
@@ -59,11 +61,16 @@ threads = 0           # torch CPU threads (0: torch's default)
 ALIASES = {"bridge": "bridge_name"}
 
 
+def prompt_path(bb, name):
+    """A task name or a file -> the file: <prompts_dir>/<backbone>/<task>.safetensors for a name."""
+    return name if os.path.isfile(name) else os.path.join(prompts_dir, bb.name, f"{name}.safetensors")
+
+
 def resolve_prompts(bb, names):
     """Task names or files -> checked prompts."""
     out_ = []
     for name in names:
-        path = name if os.path.isfile(name) else os.path.join(prompts_dir, bb.name, f"{name}.safetensors")
+        path = prompt_path(bb, name)
         if not os.path.isfile(path):
             if name.endswith((".safetensors", ".pt")) or os.sep in name:
                 raise data.InputError(f"prompt file not found: {name}")
@@ -221,9 +228,30 @@ def frame_windows(n, size):
     return starts(n, size, max(1, (size - 1) // 8))
 
 
-def detail_width(bb):
-    """The pixel std restore keeps the input's detail at: --keep_detail, or the backbone's (-1)."""
-    return bb.keep_detail if keep_detail < 0 else keep_detail
+def decode_settings(bb, prompts=()):
+    """(keep_detail, decoded_above) restore decodes with: the options where given (>= 0), else each
+    prompt's own choice (eval.py --choose_detail), else the backbone's width and 0. Mixed prompts
+    take the smallest of each (0 above: nowhere), which passes the most of every prompt's change."""
+    own = [p.decode for p in prompts if p is not None] or [(None, None)]
+    width = min(bb.keep_detail if w is None else w for w, _ in own)
+    above = min([a for _, a in own if a] or [0.0])
+    return (keep_detail if keep_detail >= 0 else width), (decoded_above if decoded_above >= 0 else above)
+
+
+def kept(x, decoded, base, width, above=0.0):
+    """The output restore gives: the decoded latent (width 0), or the input plus the low-pass of
+    what the restoration changed, decoded - base with base = D(E(x)), the input's own round trip:
+    the input's fine detail, which a small VAE loses on the way in, then never goes through it
+    (README, "keep the input's detail"). With `above`, where the change around a pixel (its mean
+    absolute value over the colours, blurred by 1 px) reaches `above`, the output fades to the
+    decoded latent: there the input's detail is what was removed (a streak, a flake)."""
+    if not width:
+        return decoded
+    out = (x + bridge.lowpass(decoded - base, width)).clamp(0, 1)
+    if not above:
+        return out
+    m = (bridge.lowpass((decoded - base).abs().mean(0, keepdim=True), 1.0) / above).clamp(0, 1)
+    return m * decoded + (1 - m) * out
 
 
 @torch.no_grad()
@@ -243,12 +271,8 @@ def restore(bb, x, prompts, bridge_, t0_, desc=""):
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
         y = to_latents(bb, x)
         out = from_latents(bb, sample_latents(bb, y, prompts, bridge_, t0_, desc), x)
-        width = detail_width(bb)
-        if not width:
-            return out
-        # the input's own fine detail, which a small VAE loses on the way in: only the coarse part of
-        # what the restoration changed reaches the output (README, "keep the input's detail")
-        return (x + bridge.lowpass(out - from_latents(bb, y, x), width)).clamp(0, 1)
+        width, above = decode_settings(bb, prompts)
+        return kept(x, out, from_latents(bb, y, x) if width else None, width, above)
     origins = frame_windows(x.shape[1], size)
     r = ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
     acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)

@@ -67,3 +67,40 @@ def test_vae_only_rows(random_tiny, tmp_path):
     assert code == 0, err
     summary = json.load(open(tmp_path / "summary.json"))
     assert set(summary["summary"]) == {"degraded", "VAE round trip of clean"} and summary["size"] == 64
+
+
+def test_score_is_min_max_normalized_mean():
+    got = ev.score({"a": dict(psnr=10, ssim=0.5), "b": dict(psnr=12, ssim=0.4), "c": dict(psnr=11, ssim=0.45)})
+    assert got == pytest.approx({"a": 0.5, "b": 0.5, "c": 0.5})
+    got = ev.score({"a": dict(psnr=10, ssim=0.5), "b": dict(psnr=12, ssim=0.6)})
+    assert got == {"a": 0.0, "b": 1.0}
+    # against the degraded input: each gain as a fraction of the best gain, so a tiny PSNR spread
+    # weighs little (min-max would call a and b a tie)
+    res = {"a": dict(psnr=20.04, ssim=0.50), "b": dict(psnr=20.00, ssim=0.60)}
+    assert ev.score(res) == {"a": 0.5, "b": 0.5}
+    got = ev.score(res, dict(psnr=10.0, ssim=0.40))
+    assert got["a"] == pytest.approx((1 + 0.5) / 2) and got["b"] == pytest.approx((10 / 10.04 + 1) / 2)
+    # a metric no candidate improves counts against them over the range that includes the input
+    got = ev.score(res, dict(psnr=10.0, ssim=0.70))
+    assert got["a"] == pytest.approx((1 - 1) / 2) and got["b"] == pytest.approx((10 / 10.04 - 0.5) / 2)
+
+
+def test_choose_detail_writes_the_best_scored_width_into_the_prompt(random_tiny, tmp_path):
+    import backbones
+    import prompt as prompt_lib
+    bb = backbones.load(random_tiny["tiny-flux"], device="cpu")
+    path = tmp_path / "haze.safetensors"
+    prompt_lib.save(bb.new_prompt(task="haze", bridge="ebr", t0=bb.t0), path)
+    args = ["eval.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}", "--count=2", "--size=32",
+            f"--prompts={path}", "--choose_detail=0,1,4"]
+    code, outp, err = run(*args)  # the held-out photos are for the tables, never for choosing
+    assert code != 0 and "--data=photos" in err and "Traceback" not in err
+    assert prompt_lib.load(path).decode == (None, None)
+    code, outp, err = run(*args, "--data=photos", "--choose_above=0,0.1")
+    assert code == 0, err
+    rows = [line.split() for line in outp.splitlines() if line[:1] in "014" and len(line.split()) >= 5]
+    scores = {(float(r[0]), float(r[1])): float(r[4]) for r in rows}
+    chosen = [(float(r[0]), float(r[1])) for r in rows if "chosen" in r[-1]]
+    assert set(scores) == {(0.0, 0.0), (1.0, 0.0), (1.0, 0.1), (4.0, 0.0), (4.0, 0.1)} and len(chosen) == 1
+    assert scores[chosen[0]] == max(scores.values())
+    assert prompt_lib.load(path).decode == chosen[0]

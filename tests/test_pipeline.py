@@ -225,3 +225,42 @@ def test_keep_detail_adds_only_the_coarse_change_to_the_input(random_tiny, promp
         else:
             want = (x + bridge.lowpass(plain - rec, bb.keep_detail)).clamp(0, 1)
             assert torch.allclose(kept, want, atol=1e-6) and not torch.allclose(kept, x, atol=1e-3)
+    # a prompt's own choice (eval.py --choose_detail) wins over the backbone's, --keep_detail over both
+    ps[0].meta["keep_detail"] = "0"
+    assert torch.equal(sample.restore(bb, x, ps, b, t), plain)
+    monkeypatch.setattr(sample, "keep_detail", float(bb.keep_detail))
+    monkeypatch.setattr(sample, "decoded_above", 0.0)
+    assert torch.equal(sample.restore(bb, x, ps, b, t), kept)
+
+
+def test_decode_settings_resolution(random_tiny, monkeypatch):
+    # explicit options > each prompt's own > the backbone's; mixed prompts take the smallest of each
+    import backbones
+    import prompt as prompt_lib
+    bb = backbones.load(random_tiny["tiny-flux"])
+    own = prompt_lib.Prompt(2, 4, 1, keep_detail=4, decoded_above=0.2)
+    none = prompt_lib.Prompt(2, 4, 1)
+    assert own.decode == (4.0, 0.2) and none.decode == (None, None)
+    d = (bb.keep_detail, 0.0)
+    assert sample.decode_settings(bb) == sample.decode_settings(bb, [none]) == sample.decode_settings(bb, [None]) == d
+    assert sample.decode_settings(bb, [own]) == (4.0, 0.2)
+    assert sample.decode_settings(bb, [own, none]) == (min(4.0, bb.keep_detail), 0.2)
+    other = prompt_lib.Prompt(2, 4, 1, keep_detail=0, decoded_above=0.1)
+    assert sample.decode_settings(bb, [own, other]) == (0.0, 0.1)
+    monkeypatch.setattr(sample, "keep_detail", 1.0)
+    monkeypatch.setattr(sample, "decoded_above", 0.0)
+    assert sample.decode_settings(bb, [own]) == (1.0, 0.0)
+
+
+def test_decoded_above_fades_to_the_decode_where_the_change_is_large():
+    # where the change (decoded - base) is large the output is the decoded latent, where there is
+    # none it is the input: a removed streak does not come back with the input's detail
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    base = x.clone()
+    decoded = x.clone()
+    decoded[:, :, 20:] = 0.0  # a large change on the right
+    out = sample.kept(x, decoded, base, 2.0, 0.05)
+    assert torch.allclose(out[:, :, :8], x[:, :, :8], atol=1e-6)  # nothing changed there
+    assert torch.allclose(out[:, :, 26:], decoded[:, :, 26:], atol=1e-6)  # changed a lot: the decode
+    assert torch.equal(sample.kept(x, decoded, base, 2.0, 0.0), sample.kept(x, decoded, base, 2.0))
+    assert torch.equal(sample.kept(x, decoded, base, 0.0, 0.05), decoded)
