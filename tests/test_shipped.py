@@ -22,8 +22,14 @@ def test_every_task_has_a_shipped_ebr_prompt_that_fits(kind):
         assert os.path.isfile(path), f"missing shipped prompt {path}"
         p = prompt_lib.load(path)
         assert p.meta["backbone"] == kind and p.meta["task"] == task and p.meta["bridge"] == "ebr"
-        assert float(p.meta["t0"]) == bb.t0  # trained at the T0 the backbone's sweep chose
-        assert p.coarse == ((bb.coarse, bb.gain) if bb.coarse else (0, 1))  # and the backbone's coarse width and gain
+        if p.coarse[0]:  # a coarse prompt: the backbone's width and gain, at the T0 its sweep chose
+            assert p.coarse == (bb.coarse, bb.gain) and float(p.meta["t0"]) == bb.t0
+        else:  # the paper's form: at the T0 the paper-form sweep chose (the ablation's, or the backbone's)
+            ablation = os.path.join(ROOT, "prompts", kind, "ablation", "ebr", f"{task}.safetensors")
+            want = float(prompt_lib.load(ablation).meta["t0"]) if os.path.isfile(ablation) else bb.t0
+            assert p.coarse == (0, 1) and float(p.meta["t0"]) == want
+        width, above = p.decode  # its decode was chosen (eval.py --choose_detail)
+        assert width is not None and above is not None
         assert torch.isfinite(p.bank).all() and p.gates.abs().sum() > 0  # trained, not a fresh init
         bb.check(p)  # the shape and gate count fit this backbone
 
