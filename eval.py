@@ -126,8 +126,9 @@ def score(results, reference=None):
 
 
 def choose(bb, path, p, pairs):
-    """Decode one prompt's restorations at each width of --choose_detail (sample.kept: the same
-    sampled latents each way), score them, and write the best width into the prompt file, which
+    """Decode one prompt's restorations with each (keep_detail, decoded_above) of --choose_detail
+    and --choose_above (sample.kept: the same sampled latents each way; training crops fit one
+    tile), score them against the degraded input, and write the best into the prompt file, which
     sample.py, eval.py and the web page then use. Chosen on training pairs, never on held-out ones."""
     widths = [float(w) for w in choose_detail.split(",") if w.strip()]
     aboves = [float(a) for a in choose_above.split(",") if a.strip()] or [0.0]
@@ -171,11 +172,11 @@ def main():
     if choose_detail and (len(names) != 1 or data_source == "heldout"):
         fail("--choose_detail decodes one prompt on training pairs: give one prompt and --data=photos "
              "(or a folder), not the held-out photos the tables report")
+    if choose_detail and not sample.prompt_path(bb, names[0]).endswith(".safetensors"):
+        fail(f"--choose_detail writes its choice into the prompt: {names[0]} is not a .safetensors prompt")
     ps = [] if vae_only else sample.resolve_prompts(bb, names)
     n = count or (0 if data_source == "heldout" else 16)
     pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
-    if choose_detail and not sample.prompt_path(bb, names[0]).endswith(".safetensors"):
-        fail(f"--choose_detail writes its choice into the prompt: {names[0]} is not a .safetensors prompt")
     if choose_detail:
         return choose(bb, sample.prompt_path(bb, names[0]), ps[0], pairs)
     out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
