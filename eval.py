@@ -137,9 +137,9 @@ def choose(bb, path, p, pairs):
     sample.seed = seed
     br, t0_ = p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))
     # a pair the degradation left unchanged (a blur kernel of one pixel) has nothing to restore
-    pairs = [(d, c) for d, c in pairs if metrics(d, c)["psnr"] < float("inf")]
-    ref = [metrics(d, c) for d, c in pairs]
-    ref = {k: sum(r[k] for r in ref) / len(ref) for k in ("psnr", "ssim")}
+    before = [metrics(d, c) for d, c in pairs]
+    pairs, before = zip(*[(pc, m) for pc, m in zip(pairs, before) if m["psnr"] < float("inf")])
+    ref = {k: sum(m[k] for m in before) / len(before) for k in ("psnr", "ssim")}
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"choose the decode of {task}")):
         y = sample.to_latents(bb, deg)
         decoded = sample.from_latents(bb, sample.sample_latents(bb, y, [p], br, t0_, f"{i}"), deg)
