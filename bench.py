@@ -105,7 +105,7 @@ def main():
     full = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
     rows.append((f"restore {size}px / ({steps} calls x one call)", full, steps * one, full / (steps * one), "<= 1.15"))
     sample.keep_detail = -1.0  # from here on what the backbone does by default
-    if bb.keep_detail:  # the input's detail kept: one more decode, of the input's own latent
+    if sample.decode_settings(bb, [p])[0]:  # the input's detail kept: one more decode, of the input's own latent
         kept = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
         rows.append(("  the same, detail kept / plain decode", kept, full, kept / full, "one decode more"))
 

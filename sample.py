@@ -247,10 +247,11 @@ def kept(x, decoded, base, width, above=0.0):
     decoded latent: there the input's detail is what was removed (a streak, a flake)."""
     if not width:
         return decoded
-    out = (x + bridge.lowpass(decoded - base, width)).clamp(0, 1)
+    change = decoded - base
+    out = (x + bridge.lowpass(change, width)).clamp(0, 1)
     if not above:
         return out
-    m = (bridge.lowpass((decoded - base).abs().mean(0, keepdim=True), 1.0) / above).clamp(0, 1)
+    m = (bridge.lowpass(change.abs().mean(0, keepdim=True), 1.0) / above).clamp(0, 1)
     return m * decoded + (1 - m) * out
 
 
