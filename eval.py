@@ -44,7 +44,8 @@ choose_detail = ""    # e.g. 0,1,2,4,8,16: decode one prompt with each keep_deta
 choose_above = "0"    # with --choose_detail: the decoded_above values tried with each width, e.g. 0,0.06,0.12,0.25
 vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
-out = ""              # folder for the CSV/JSON (default runs/eval-<backbone>-<task>)
+pictures = 4          # pairs written as pictures, <out>/pair_<i>.png: each row's output side by side, then clean
+out = ""              # folder for the CSV/JSON/pictures (default runs/eval-<backbone>-<task>)
 device = ""           # cuda, cuda:1, cpu (default: the GPU if there is one, else the CPU)
 vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
 ALIASES = {"data": "data_source"}
@@ -193,6 +194,7 @@ def main():
     rows = []
     sample.seed, sample.keep_detail, sample.decoded_above = seed, keep_detail, decoded_above
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):
+        preds = []
         for label, p, br, t0_ in methods:
             if label == "degraded":
                 pred = deg
@@ -201,6 +203,10 @@ def main():
             else:
                 pred = sample.restore(bb, deg, [p], br, t0_, desc=f"{i}")
             rows.append(dict(index=i, method=label, **metrics(pred, clean)))
+            preds.append(pred)
+        if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
+            row = torch.cat(preds + [clean], -1)
+            data.write_image(os.path.join(out, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
     keys = ["psnr", "ssim", "psnr_y", "ssim_y"]
     summary = {}
     for label, *_ in methods:
@@ -221,7 +227,8 @@ def main():
         print(f"{label:<24} {m['psnr']:7.2f} {m['ssim']:7.4f} {m['psnr_y']:7.2f} {m['ssim_y']:7.4f}")
     for k, why in unavailable.items():
         print(f"{k}: unavailable: {why}")
-    print(f"wrote {csv_path} and {json_path}")
+    print(f"wrote {csv_path} and {json_path}" + (f"; pictures ({', '.join(l for l, *_ in methods)}, clean): "
+          f"{out}/pair_0..{min(pictures, len(pairs)) - 1}.png" if pictures else ""))
     return summary
 
 

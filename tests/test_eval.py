@@ -58,6 +58,13 @@ def test_eval_writes_csv_json_and_table(random_tiny, tmp_path):
     # a prompt with zero gates is the bare backbone: the same numbers (same seed, same start)
     assert summary["summary"]["prompt ebr"] == summary["summary"]["bare backbone"]
     assert summary["summary"]["bare backbone"] != summary["summary"]["degraded"]
+    # the pictures: degraded | VAE | bare | prompt | clean, each at the crop's size, the first one the input
+    import data
+    assert sorted(f.name for f in tmp_path.glob("pair_*.png")) == ["pair_0.png", "pair_1.png"]
+    pic = data.read_image(tmp_path / "pair_1.png")
+    assert pic.shape == (3, 32, 5 * 32)
+    deg = data.make_pairs("photos", "haze", 2, 32, 1, torch.Generator().manual_seed(0 + 7))[1][0]
+    assert (pic[:, :, :32] - deg).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_vae_only_rows(random_tiny, tmp_path):
