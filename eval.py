@@ -137,9 +137,7 @@ def choose(bb, path, p, pairs):
     rows = {c: [] for c in cands}
     sample.seed = seed
     br, t0_ = p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))
-    # a pair the degradation left unchanged (a blur kernel of one pixel) has nothing to restore
     before = [metrics(d, c) for d, c in pairs]
-    pairs, before = zip(*[(pc, m) for pc, m in zip(pairs, before) if m["psnr"] < float("inf")])
     ref = {k: sum(m[k] for m in before) / len(before) for k in ("psnr", "ssim")}
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"choose the decode of {task}")):
         y = sample.to_latents(bb, deg)
@@ -178,6 +176,14 @@ def main():
     ps = [] if vae_only else sample.resolve_prompts(bb, names)
     n = count or (0 if data_source == "heldout" else 16)
     pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
+    # a pair the degradation left unchanged (a blur kernel of one pixel over a flat crop) has
+    # nothing to restore, and its infinite PSNR would make every mean infinite
+    kept_pairs = [(d, c) for d, c in pairs if metrics(d, c)["psnr"] < float("inf")]
+    if len(kept_pairs) < len(pairs):
+        print(f"{len(pairs) - len(kept_pairs)} of {len(pairs)} pairs left out: their degraded input equals the clean image")
+    if not kept_pairs:
+        fail("every pair's degraded input equals its clean image: nothing to evaluate")
+    pairs = kept_pairs
     if choose_detail:
         return choose(bb, sample.prompt_path(bb, names[0]), ps[0], pairs)
     out = out or os.path.join("runs", f"eval-{bb.name}-{task}")

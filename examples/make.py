@@ -5,6 +5,8 @@ one degraded 256 px image per task, and a short degraded clip. Deterministic.
     python sample.py examples/haze.png --tasks=haze && python examples/make.py --sheet
         # -> docs/example_haze.png: degraded | restored | clean, the README's first picture,
         #    made from the very files the README's first command reads and writes
+    python sample.py examples/rain.png --tasks=rain && python examples/make.py --sheet=rain
+        # -> docs/example_rain.png (any of haze, rain, snow, lowlight, blur)
 """
 import os
 import sys
@@ -39,9 +41,7 @@ def sheet(task="haze"):
     print("wrote", dest)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--sheet"]:
-    sheet()
-elif __name__ == "__main__":
+def main():
     os.makedirs(os.path.join(HERE, "clean"), exist_ok=True)
     for i, (task, name) in enumerate(SOURCES.items()):
         img = data.photo(name)
@@ -57,3 +57,18 @@ elif __name__ == "__main__":
     data.write_video(os.path.join(HERE, "clean", "clip_rain.mp4"), clip, 8.0)
     data.write_video(os.path.join(HERE, "clip_rain.mp4"), degrade.degrade("rain", clip, g), 8.0)
     print("wrote", sorted(os.listdir(HERE)))
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if args in (["--help"], ["-h"]):
+        print(__doc__.strip())
+    elif not args:
+        main()
+    elif len(args) == 1 and (args[0] == "--sheet" or args[0].startswith("--sheet=")):
+        task = args[0].partition("=")[2] or "haze"
+        if task not in SOURCES:
+            sys.exit(f"error: --sheet={task}: the examples are {', '.join(SOURCES)}")
+        sheet(task)
+    else:
+        sys.exit(f"error: unknown option {' '.join(args)} (python examples/make.py [--sheet[=TASK]] | --help)")

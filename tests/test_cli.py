@@ -99,3 +99,16 @@ def test_config_block_shapes_pretrain_uses(tmp_path):
     for bad in ("--x=2", "--after=3", "--_private=1"):
         with pytest.raises(SystemExit):
             cli.parse(cfg, [bad])
+
+
+def test_examples_make_help_and_bad_options_write_nothing():
+    # --help used to fall through to re-making every example
+    here = os.path.join(ROOT, "examples")
+    before = {f: os.path.getmtime(os.path.join(here, f)) for f in os.listdir(here)}
+    code, outp, err = run("examples/make.py", "--help")
+    assert code == 0 and "--sheet" in outp and "wrote" not in outp
+    code, outp, err = run("examples/make.py", "--sheet=fog")
+    assert code != 0 and "fog" in err and "Traceback" not in err
+    code, outp, err = run("examples/make.py", "--bogus")
+    assert code != 0 and "--bogus" in err and "Traceback" not in err
+    assert {f: os.path.getmtime(os.path.join(here, f)) for f in os.listdir(here)} == before

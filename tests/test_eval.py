@@ -76,6 +76,31 @@ def test_vae_only_rows(random_tiny, tmp_path):
     assert set(summary["summary"]) == {"degraded", "VAE round trip of clean"} and summary["size"] == 64
 
 
+def test_unchanged_pairs_are_left_out_of_every_mean(random_tiny, tmp_path):
+    # a blur of one pixel over a flat crop changes nothing: its PSNR is infinite, and so was the mean
+    import data
+    for d in ("input", "gt"):
+        (tmp_path / "pairs" / d).mkdir(parents=True)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 40, 40, generator=g), torch.rand(3, 40, 40, generator=g)
+    for name, deg, clean in [("same.png", a, a), ("other.png", b, a)]:
+        data.write_image(tmp_path / "pairs" / "input" / name, deg)
+        data.write_image(tmp_path / "pairs" / "gt" / name, clean)
+    code, outp, err = run("eval.py", "--vae_only", f"--backbone={random_tiny['tiny-flux']}", f"--data={tmp_path / 'pairs'}",
+                          "--count=6", "--size=32", f"--out={tmp_path / 'out'}")
+    assert code == 0, err
+    summary = json.load(open(tmp_path / "out" / "summary.json"))
+    left = 6 - summary["pairs"]
+    assert 0 < left < 6 and f"{left} of 6 pairs left out" in outp
+    assert all(v < float("inf") for m in summary["summary"].values() for v in m.values())
+    # only unchanged pairs: a one-line error, not a table of infinities
+    (tmp_path / "pairs" / "input" / "other.png").unlink()
+    (tmp_path / "pairs" / "gt" / "other.png").unlink()
+    code, outp, err = run("eval.py", "--vae_only", f"--backbone={random_tiny['tiny-flux']}", f"--data={tmp_path / 'pairs'}",
+                          "--count=2", "--size=32", f"--out={tmp_path / 'out2'}")
+    assert code == 2 and "nothing to evaluate" in err and "Traceback" not in err
+
+
 def test_score_is_min_max_normalized_mean():
     got = ev.score({"a": dict(psnr=10, ssim=0.5), "b": dict(psnr=12, ssim=0.4), "c": dict(psnr=11, ssim=0.45)})
     assert got == pytest.approx({"a": 0.5, "b": 0.5, "c": 0.5})
