@@ -126,7 +126,7 @@ def score(results, reference=None):
     return {c: sum(v) / len(v) for c, v in norm.items()}
 
 
-def choose(bb, path, p, pairs):
+def choose(bb, path, p, pairs, before):
     """Decode one prompt's restorations with each (keep_detail, decoded_above) of --choose_detail
     and --choose_above (sample.kept: the same sampled latents each way; training crops fit one
     tile), score them against the degraded input, and write the best into the prompt file, which
@@ -137,7 +137,6 @@ def choose(bb, path, p, pairs):
     rows = {c: [] for c in cands}
     sample.seed = seed
     br, t0_ = p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))
-    before = [metrics(d, c) for d, c in pairs]
     ref = {k: sum(m[k] for m in before) / len(before) for k in ("psnr", "ssim")}
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"choose the decode of {task}")):
         y = sample.to_latents(bb, deg)
@@ -178,14 +177,14 @@ def main():
     pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
     # a pair the degradation left unchanged (a blur kernel of one pixel over a flat crop) has
     # nothing to restore, and its infinite PSNR would make every mean infinite
-    kept_pairs = [(d, c) for d, c in pairs if metrics(d, c)["psnr"] < float("inf")]
-    if len(kept_pairs) < len(pairs):
-        print(f"{len(pairs) - len(kept_pairs)} of {len(pairs)} pairs left out: their degraded input equals the clean image")
-    if not kept_pairs:
+    kept = [((d, c), m) for d, c in pairs for m in [metrics(d, c)] if m["psnr"] < float("inf")]
+    if len(kept) < len(pairs):
+        print(f"{len(pairs) - len(kept)} of {len(pairs)} pairs left out: their degraded input equals the clean image")
+    if not kept:
         fail("every pair's degraded input equals its clean image: nothing to evaluate")
-    pairs = kept_pairs
+    pairs, before = [pc for pc, _ in kept], [m for _, m in kept]
     if choose_detail:
-        return choose(bb, sample.prompt_path(bb, names[0]), ps[0], pairs)
+        return choose(bb, sample.prompt_path(bb, names[0]), ps[0], pairs, before)
     out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
     os.makedirs(out, exist_ok=True)
     # the VAE round trip of the clean image is the ceiling of any restoration in latent space
@@ -208,7 +207,7 @@ def main():
                 pred = sample.from_latents(bb, sample.to_latents(bb, clean), clean)
             else:
                 pred = sample.restore(bb, deg, [p], br, t0_, desc=f"{i}")
-            rows.append(dict(index=i, method=label, **metrics(pred, clean)))
+            rows.append(dict(index=i, method=label, **(before[i] if pred is deg else metrics(pred, clean))))
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
             row = torch.cat(preds + [clean], -1)
