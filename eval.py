@@ -207,7 +207,7 @@ def main():
                 pred = sample.from_latents(bb, sample.to_latents(bb, clean), clean)
             else:
                 pred = sample.restore(bb, deg, [p], br, t0_, desc=f"{i}")
-            rows.append(dict(index=i, method=label, **(before[i] if pred is deg else metrics(pred, clean))))
+            rows.append(dict(index=i, method=label, **(before[i] if label == "degraded" else metrics(pred, clean))))
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
             row = torch.cat(preds + [clean], -1)
