@@ -70,21 +70,23 @@ def psnr(a255, b255):
 
 
 def _gauss_window(size=11, sigma=1.5):
+    """The 1-D Gaussian whose outer product is SSIM's 11x11 window: two 1-D passes give the same
+    sums as one 2-D pass at a fifth of the cost (eval.choose scores a hundred decodes a pair)."""
     a = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-a**2 / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return (g / g.sum())[None, None, None]
 
 
 def ssim(a255, b255):
     """Mean SSIM of [C, H, W] images in 0..255 (Wang et al. 2004), valid windows only."""
-    w = _gauss_window()
+    g = _gauss_window()
+    blur = lambda x: F.conv2d(F.conv2d(x, g), g.transpose(2, 3))
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     a, b = a255.double()[:, None], b255.double()[:, None]
-    mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    saa = F.conv2d(a * a, w) - mu_a**2
-    sbb = F.conv2d(b * b, w) - mu_b**2
-    sab = F.conv2d(a * b, w) - mu_a * mu_b
+    mu_a, mu_b = blur(a), blur(b)
+    saa = blur(a * a) - mu_a**2
+    sbb = blur(b * b) - mu_b**2
+    sab = blur(a * b) - mu_a * mu_b
     m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
     return m.mean().item()
 
