@@ -3,7 +3,7 @@
     python eval.py --task=haze                              # held-out photos; degraded, bare, shipped prompt
     python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
     python eval.py --vae_only --size=512                     # what the VAE alone keeps of clean photos
-    python eval.py --task=rain --data=photos --choose_detail=0,1,2,4,8,16 --choose_above=0,0.12   # choose its decode
+    python eval.py --task=rain --data=photos --choose_detail=0,1,2,4,8,16 --choose_above=0,0.12 --choose_floor=0,0.004   # choose its decode
 
 Rows: the degraded input; the clean image through the VAE and back (the ceiling of any
 latent-space restoration); the frozen backbone sampled from the same noisy degraded start with no
@@ -40,8 +40,10 @@ frames = 0            # clip length for video backbones (0: the backbone's defau
 bare = True           # include the frozen backbone with no prompt
 keep_detail = -1.0    # as in sample.py: >0 keeps the input's detail (std in px), 0 the decoded latent, -1 the prompt's/backbone's
 decoded_above = -1.0  # as in sample.py: where the change reaches this, the decoded latent (0: nowhere, -1: the prompt's)
+min_change = -1.0     # as in sample.py: changes below this left out, larger ones shrunk by it (0: none, -1: the prompt's)
 choose_detail = ""    # e.g. 0,1,2,4,8,16: decode one prompt with each keep_detail on training pairs, write the best into it
 choose_above = "0"    # with --choose_detail: the decoded_above values tried with each width, e.g. 0,0.06,0.12,0.25
+choose_floor = "0"    # with --choose_detail: the min_change values tried with each width, e.g. 0,0.004,0.008,0.016
 vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
 pictures = 4          # pairs written as pictures, <out>/pair_<i>.png: each row's output side by side, then clean
@@ -129,13 +131,15 @@ def score(results, reference=None):
 
 
 def choose(bb, path, p, pairs, before):
-    """Decode one prompt's restorations with each (keep_detail, decoded_above) of --choose_detail
-    and --choose_above (sample.kept: the same sampled latents each way; training crops fit one
-    tile), score them against the degraded input, and write the best into the prompt file, which
-    sample.py, eval.py and the web page then use. Chosen on training pairs, never on held-out ones."""
-    widths = [float(w) for w in choose_detail.split(",") if w.strip()]
-    aboves = [float(a) for a in choose_above.split(",") if a.strip()] or [0.0]
-    cands = [(w, a) for w in widths for a in (aboves if w else [0.0])]  # the decoded latent has no threshold
+    """Decode one prompt's restorations with each (keep_detail, decoded_above, min_change) of
+    --choose_detail, --choose_above and --choose_floor (sample.kept: the same sampled latents each
+    way; training crops fit one tile), score them against the degraded input, and write the best
+    into the prompt file, which sample.py, eval.py and the web page then use. Chosen on training
+    pairs, never on held-out ones."""
+    values = lambda text: [float(v) for v in text.split(",") if v.strip()] or [0.0]
+    widths, aboves, floors = values(choose_detail), values(choose_above), values(choose_floor)
+    # the decoded latent (width 0) has neither a threshold nor a floor
+    cands = [(w, a, f) for w in widths for a in (aboves if w else [0.0]) for f in (floors if w else [0.0])]
     rows = {c: [] for c in cands}
     sample.seed = seed
     br, t0_ = p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))
@@ -144,20 +148,21 @@ def choose(bb, path, p, pairs, before):
         y = sample.to_latents(bb, deg)
         decoded = sample.from_latents(bb, sample.sample_latents(bb, y, [p], br, t0_, f"{i}"), deg)
         base = sample.from_latents(bb, y, deg)
-        for w, a in cands:
-            rows[w, a].append(metrics(sample.kept(deg, decoded, base, w, a), clean))
+        for c in cands:
+            rows[c].append(metrics(sample.kept(deg, decoded, base, *c), clean))
     results = {c: {k: sum(r[k] for r in rs) / len(rs) for k in ("psnr", "ssim")} for c, rs in rows.items()}
     scores = score(results, ref)
-    best = max(cands, key=lambda c: (scores[c], -c[0], -c[1]))  # a tie goes to the smaller setting
+    best = max(cands, key=lambda c: (scores[c], *(-v for v in c)))  # a tie goes to the smaller setting
     print(f"\ndecode of {path} on {len(pairs)} {data_source} pairs ({bb.name}):")
-    print(f"{'keep_detail':<12} {'above':>6} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
-    print(f"{'(degraded)':<12} {'':>6} {ref['psnr']:7.2f} {ref['ssim']:7.4f}")
+    print(f"{'keep_detail':<12} {'above':>6} {'floor':>6} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
+    print(f"{'(degraded)':<12} {'':>6} {'':>6} {ref['psnr']:7.2f} {ref['ssim']:7.4f}")
     for c in cands:
         r = results[c]
-        print(f"{c[0]:<12g} {c[1]:>6g} {r['psnr']:7.2f} {r['ssim']:7.4f} {scores[c]:6.3f}" + ("  <- chosen" if c == best else ""))
-    p.meta["keep_detail"], p.meta["decoded_above"] = f"{best[0]:g}", f"{best[1]:g}"
+        print(f"{c[0]:<12g} {c[1]:>6g} {c[2]:>6g} {r['psnr']:7.2f} {r['ssim']:7.4f} {scores[c]:6.3f}"
+              + ("  <- chosen" if c == best else ""))
+    p.meta["keep_detail"], p.meta["decoded_above"], p.meta["min_change"] = (f"{v:g}" for v in best)
     prompt_lib.save(p, path)
-    print(f"wrote keep_detail={best[0]:g} decoded_above={best[1]:g} into {path}")
+    print(f"wrote keep_detail={best[0]:g} decoded_above={best[1]:g} min_change={best[2]:g} into {path}")
     return best, results
 
 
@@ -199,7 +204,7 @@ def main():
             label += f" ({name})"
         methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))))
     rows = []
-    sample.seed, sample.keep_detail, sample.decoded_above = seed, keep_detail, decoded_above
+    sample.seed, sample.keep_detail, sample.decoded_above, sample.min_change = seed, keep_detail, decoded_above, min_change
     for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):
         preds = []
         for label, p, br, t0_ in methods:

@@ -44,9 +44,10 @@ class Prompt(nn.Module):
 
     @property
     def decode(self):
-        """The decode chosen for this prompt (eval.py --choose_detail), (keep_detail, decoded_above)
-        of sample.restore, each None where none was chosen (then the backbone's, and 0)."""
-        return tuple(None if self.meta.get(k) is None else float(self.meta[k]) for k in ("keep_detail", "decoded_above"))
+        """The decode chosen for this prompt (eval.py --choose_detail), (keep_detail, decoded_above,
+        min_change) of sample.restore, each None where none was chosen (then the backbone's, 0, 0)."""
+        keys = ("keep_detail", "decoded_above", "min_change")
+        return tuple(None if self.meta.get(k) is None else float(self.meta[k]) for k in keys)
 
     def describe(self):
         k, d, g = self.shape

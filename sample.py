@@ -13,8 +13,9 @@ larger than the backbone's tile are restored in overlapping tiles whose velociti
 every step (no seams), clips longer than its window in overlapping windows of frames, each
 restored on its own and blended (no frame dropped). With keep_detail (not in the paper) the
 output is the input plus the low-pass of what the restoration changed, so the input's fine detail
-does not go through the VAE, and with decoded_above the decoded latent where the change is large
-(a streak removed); each prompt carries its own choice of both (eval.py --choose_detail).
+does not go through the VAE, with decoded_above the decoded latent where the change is large
+(a streak removed), and with min_change a change too small to be a restoration is left out; each
+prompt carries its own choice of all three (eval.py --choose_detail).
 Outputs: PNG for images, mp4 at the input's fps for videos; never over the input.
 
 Latents, noise and the sampler's state live on the backbone's device from encode to decode; the
@@ -48,6 +49,7 @@ t0 = 0.0              # start noise level of the bridge (0: the prompt's own T0)
 bridge_name = ""      # naive | ddbm | ebr (default: the prompt's own)
 keep_detail = -1.0    # >0: output = input + the restored change, low-passed at this std (px); 0: the decoded latent; -1: the prompt's, else the backbone's
 decoded_above = -1.0  # with keep_detail: where the change reaches this (mean |change|, 0..1), the decoded latent instead; 0: nowhere; -1: the prompt's
+min_change = -1.0     # with keep_detail: changes smaller than this (0..1, each pixel and colour) are left out, larger ones shrunk by it; 0: none; -1: the prompt's
 # where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 prompts_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts")
 tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
@@ -229,26 +231,37 @@ def frame_windows(n, size):
 
 
 def decode_settings(bb, prompts=()):
-    """(keep_detail, decoded_above) restore decodes with: the options where given (>= 0), else each
-    prompt's own choice (eval.py --choose_detail), else the backbone's width and 0. Mixed prompts
-    take the smallest of each (0 above: nowhere), which passes the most of every prompt's change."""
-    own = [p.decode for p in prompts if p is not None] or [(None, None)]
-    width = min(bb.keep_detail if w is None else w for w, _ in own)
-    above = min([a for _, a in own if a] or [0.0])
-    return (keep_detail if keep_detail >= 0 else width), (decoded_above if decoded_above >= 0 else above)
+    """(keep_detail, decoded_above, min_change) restore decodes with: the options where given
+    (>= 0), else each prompt's own choice (eval.py --choose_detail), else the backbone's width and
+    0, 0. Mixed prompts take the smallest of each (0: none), which passes the most of every
+    prompt's change."""
+    own = [p.decode for p in prompts if p is not None] or [(None, None, None)]
+    width = min(bb.keep_detail if w is None else w for w, _, _ in own)
+    above = min([a for _, a, _ in own if a] or [0.0])
+    floor = min(f or 0.0 for _, _, f in own)
+    pick = lambda option, own_: option if option >= 0 else own_
+    return pick(keep_detail, width), pick(decoded_above, above), pick(min_change, floor)
 
 
-def kept(x, decoded, base, width, above=0.0):
+def kept(x, decoded, base, width, above=0.0, floor=0.0):
     """The output restore gives: the decoded latent (width 0), or the input plus the low-pass of
     what the restoration changed, decoded - base with base = D(E(x)), the input's own round trip:
     the input's fine detail, which a small VAE loses on the way in, then never goes through it
-    (README, "keep the input's detail"). With `above`, where the change around a pixel (its mean
-    absolute value over the colours, blurred by 1 px) reaches `above`, the output fades to the
-    decoded latent: there the input's detail is what was removed (a streak, a flake)."""
+    (README, "keep the input's detail"). With `floor`, a low-passed change smaller than `floor` is
+    left out and a larger one passes nearly whole (a non-negative garrote, c (1 - floor^2 / c^2)):
+    a restoration that has nothing to do (a blur over flat sky) still drifts by a grey level or
+    two, and on an input already 45-57 dB from clean that drift alone cost up to 15 dB (README,
+    "The decode, chosen per prompt").
+    With `above`, where the change around a pixel (its mean absolute value over the colours,
+    blurred by 1 px) reaches `above`, the output fades to the decoded latent: there the input's
+    detail is what was removed (a streak, a flake)."""
     if not width:
         return decoded
     change = decoded - base
-    out = (x + bridge.lowpass(change, width)).clamp(0, 1)
+    move = bridge.lowpass(change, width)
+    if floor:  # a garrote: 0 below the floor, then rising to the change itself (0.2 passes as 0.195 at 0.031)
+        move = move * (1 - floor**2 / move.square().clamp(min=1e-12)).clamp(min=0)
+    out = (x + move).clamp(0, 1)
     if not above:
         return out
     m = (bridge.lowpass(change.abs().mean(0, keepdim=True), 1.0) / above).clamp(0, 1)
@@ -272,8 +285,8 @@ def restore(bb, x, prompts, bridge_, t0_, desc=""):
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
         y = to_latents(bb, x)
         out = from_latents(bb, sample_latents(bb, y, prompts, bridge_, t0_, desc), x)
-        width, above = decode_settings(bb, prompts)
-        return kept(x, out, from_latents(bb, y, x) if width else None, width, above)
+        width, above, floor = decode_settings(bb, prompts)
+        return kept(x, out, from_latents(bb, y, x) if width else None, width, above, floor)
     origins = frame_windows(x.shape[1], size)
     r = ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
     acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)
@@ -356,7 +369,10 @@ def main(paths):
         who = f"[rank {ddp.rank()}] " if ddp.world() > 1 else ""
         # one write per line, newline included: ranks share stdout, and print() writes the text and
         # its end separately (unbuffered, another rank's line could land between them)
-        sys.stdout.write(f"{who}{s} -> {o}\n")
+        # a prompt whose chosen decode leaves out every change it makes (blur on the tiny default:
+        # none of its decodes beat the input) gives the input back: say so rather than let it pass
+        same = " (unchanged: the decode left out every change; README, min_change)" if torch.equal(x, y) else ""
+        sys.stdout.write(f"{who}{s} -> {o}{same}\n")
         sys.stdout.flush()
 
 

@@ -127,12 +127,13 @@ def test_choose_detail_writes_the_best_scored_width_into_the_prompt(random_tiny,
             f"--prompts={path}", "--choose_detail=0,1,4"]
     code, outp, err = run(*args)  # the held-out photos are for the tables, never for choosing
     assert code != 0 and "--data=photos" in err and "Traceback" not in err
-    assert prompt_lib.load(path).decode == (None, None)
-    code, outp, err = run(*args, "--data=photos", "--choose_above=0,0.1")
+    assert prompt_lib.load(path).decode == (None, None, None)
+    code, outp, err = run(*args, "--data=photos", "--choose_above=0,0.1", "--choose_floor=0,0.01")
     assert code == 0, err
-    rows = [line.split() for line in outp.splitlines() if line[:1] in "014" and len(line.split()) >= 5]
-    scores = {(float(r[0]), float(r[1])): float(r[4]) for r in rows}
-    chosen = [(float(r[0]), float(r[1])) for r in rows if "chosen" in r[-1]]
-    assert set(scores) == {(0.0, 0.0), (1.0, 0.0), (1.0, 0.1), (4.0, 0.0), (4.0, 0.1)} and len(chosen) == 1
+    rows = [line.split() for line in outp.splitlines() if line[:1] in "014" and len(line.split()) >= 6]
+    scores = {tuple(float(v) for v in r[:3]): float(r[5]) for r in rows}
+    chosen = [tuple(float(v) for v in r[:3]) for r in rows if "chosen" in r[-1]]
+    assert set(scores) == {(0.0, 0.0, 0.0)} | {(w, a, f) for w in (1.0, 4.0) for a in (0.0, 0.1) for f in (0.0, 0.01)}
+    assert len(chosen) == 1
     assert scores[chosen[0]] == max(scores.values())
     assert prompt_lib.load(path).decode == chosen[0]

@@ -72,6 +72,22 @@ def test_sample_image_any_size_mixed(random_tiny, prompts, tmp_path):
     assert dst.is_file() and data.read_image(str(dst)).shape == (3, 29, 37)
 
 
+def test_sample_says_when_the_decode_left_the_input_unchanged(random_tiny, prompts, tmp_path):
+    # a floor above every change gives the input back, bit for bit, and sample.py says so
+    src = tmp_path / "in.png"
+    data.write_image(str(src), torch.rand(3, 24, 24))
+    common = [str(src), f"--tasks={prompts['tiny-flux', 'haze']}", f"--backbone={random_tiny['tiny-flux']}",
+              "--keep_detail=4", "--decoded_above=0"]
+    code, outp, err = run("sample.py", *common, "--min_change=1", "--out=" + str(tmp_path / "same.png"))
+    assert code == 0, err
+    assert "unchanged" in outp
+    assert torch.equal(data.read_image(str(tmp_path / "same.png")), data.read_image(str(src)))
+    code, outp, err = run("sample.py", *common, "--min_change=0", "--out=" + str(tmp_path / "moved.png"))
+    assert code == 0, err
+    assert "unchanged" not in outp
+    assert not torch.equal(data.read_image(str(tmp_path / "moved.png")), data.read_image(str(src)))
+
+
 def test_sample_video_odd_frames_and_windows(random_tiny, prompts, tmp_path):
     for n in (2, 11):  # 2 frames: padded to 5 and trimmed; 11: two overlapping windows of 9 frames
         src = tmp_path / f"clip{n}.mp4"
@@ -238,18 +254,38 @@ def test_decode_settings_resolution(random_tiny, monkeypatch):
     import backbones
     import prompt as prompt_lib
     bb = backbones.load(random_tiny["tiny-flux"])
-    own = prompt_lib.Prompt(2, 4, 1, keep_detail=4, decoded_above=0.2)
+    own = prompt_lib.Prompt(2, 4, 1, keep_detail=4, decoded_above=0.2, min_change=0.01)
     none = prompt_lib.Prompt(2, 4, 1)
-    assert own.decode == (4.0, 0.2) and none.decode == (None, None)
-    d = (bb.keep_detail, 0.0)
+    assert own.decode == (4.0, 0.2, 0.01) and none.decode == (None, None, None)
+    d = (bb.keep_detail, 0.0, 0.0)
     assert sample.decode_settings(bb) == sample.decode_settings(bb, [none]) == sample.decode_settings(bb, [None]) == d
-    assert sample.decode_settings(bb, [own]) == (4.0, 0.2)
-    assert sample.decode_settings(bb, [own, none]) == (min(4.0, bb.keep_detail), 0.2)
-    other = prompt_lib.Prompt(2, 4, 1, keep_detail=0, decoded_above=0.1)
-    assert sample.decode_settings(bb, [own, other]) == (0.0, 0.1)
+    assert sample.decode_settings(bb, [own]) == (4.0, 0.2, 0.01)
+    assert sample.decode_settings(bb, [own, none]) == (min(4.0, bb.keep_detail), 0.2, 0.0)
+    other = prompt_lib.Prompt(2, 4, 1, keep_detail=0, decoded_above=0.1, min_change=0.004)
+    assert sample.decode_settings(bb, [own, other]) == (0.0, 0.1, 0.004)
     monkeypatch.setattr(sample, "keep_detail", 1.0)
     monkeypatch.setattr(sample, "decoded_above", 0.0)
-    assert sample.decode_settings(bb, [own]) == (1.0, 0.0)
+    assert sample.decode_settings(bb, [own]) == (1.0, 0.0, 0.01)
+    monkeypatch.setattr(sample, "min_change", 0.0)
+    assert sample.decode_settings(bb, [own]) == (1.0, 0.0, 0.0)
+
+
+def test_min_change_leaves_out_small_changes_and_shrinks_large_ones():
+    # a change below the floor (a drift of a grey level where there was nothing to restore) is
+    # left out, so the input comes back exactly; a larger one passes nearly whole (a garrote)
+    x = torch.full((3, 32, 32), 0.5)
+    base = x.clone()
+    decoded = x.clone()
+    decoded[:, :, :16] += 0.003  # a drift below the floor
+    decoded[:, :, 16:] += 0.2  # a restoration
+    out = sample.kept(x, decoded, base, 1.0, 0.0, 0.01)
+    assert torch.equal(out[:, :, :8], x[:, :, :8])
+    assert torch.allclose(out[:, :, 24:], x[:, :, 24:] + 0.2 - 0.01**2 / 0.2, atol=1e-5)
+    decoded[:, :, 16:] -= 0.4  # the same for a change downwards
+    assert torch.allclose(sample.kept(x, decoded, base, 1.0, 0.0, 0.01)[:, :, 24:], x[:, :, 24:] - 0.2 + 0.01**2 / 0.2, atol=1e-5)
+    assert torch.equal(sample.kept(x, decoded, base, 1.0, 0.0, 0.0), sample.kept(x, decoded, base, 1.0))
+    assert not torch.equal(sample.kept(x, decoded, base, 1.0, 0.0, 0.0)[:, :, :8], x[:, :, :8])
+    assert torch.equal(sample.kept(x, decoded, base, 0.0, 0.0, 0.01), decoded)  # the plain decode has no floor
 
 
 def test_decoded_above_fades_to_the_decode_where_the_change_is_large():
