@@ -27,6 +27,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 
 import gradio as gr  # noqa: E402
+import torch  # noqa: E402
 
 import backbones  # noqa: E402
 import bridge  # noqa: E402
@@ -108,6 +109,8 @@ def restore(file, task_names, steps, t0, seed, progress=gr.Progress(track_tqdm=T
             sample.seed, sample.steps, sample.t0 = int(seed), int(steps), float(t0)
             prompts, bridge_, t0_ = sample.prepare(bb, task_names)
             y = sample.restore(bb, x, prompts, bridge_, t0_, desc=os.path.basename(file))
+        if torch.equal(x, y):  # blur on the tiny default: say so, as sample.py does
+            gr.Info(f"{os.path.basename(file)}: {sample.UNCHANGED}")
         # a folder of its own per request: two people restoring "photo.png" never share a file
         out_dir = tempfile.mkdtemp(prefix="restored-", dir=gr.utils.get_upload_folder())
         stem = os.path.splitext(os.path.basename(file))[0]

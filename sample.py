@@ -49,7 +49,7 @@ t0 = 0.0              # start noise level of the bridge (0: the prompt's own T0)
 bridge_name = ""      # naive | ddbm | ebr (default: the prompt's own)
 keep_detail = -1.0    # >0: output = input + the restored change, low-passed at this std (px); 0: the decoded latent; -1: the prompt's, else the backbone's
 decoded_above = -1.0  # with keep_detail: where the change reaches this (mean |change|, 0..1), the decoded latent instead; 0: nowhere; -1: the prompt's
-min_change = -1.0     # with keep_detail: changes smaller than this (0..1, each pixel and colour) are left out, larger ones shrunk by it; 0: none; -1: the prompt's
+min_change = -1.0     # with keep_detail: changes smaller than this (0..1, each pixel and colour) are left out, larger ones pass nearly whole; 0: none; -1: the prompt's
 # where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 prompts_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts")
 tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
@@ -230,6 +230,10 @@ def frame_windows(n, size):
     return starts(n, size, max(1, (size - 1) // 8))
 
 
+# said when the output is the input itself (sample.py's line, the web page's note)
+UNCHANGED = "unchanged: the decode left out every change; README, min_change"
+
+
 def decode_settings(bb, prompts=()):
     """(keep_detail, decoded_above, min_change) restore decodes with: the options where given
     (>= 0), else each prompt's own choice (eval.py --choose_detail), else the backbone's width and
@@ -371,7 +375,7 @@ def main(paths):
         # its end separately (unbuffered, another rank's line could land between them)
         # a prompt whose chosen decode leaves out every change it makes (blur on the tiny default:
         # none of its decodes beat the input) gives the input back: say so rather than let it pass
-        same = " (unchanged: the decode left out every change; README, min_change)" if torch.equal(x, y) else ""
+        same = f" ({UNCHANGED})" if torch.equal(x, y) else ""
         sys.stdout.write(f"{who}{s} -> {o}{same}\n")
         sys.stdout.flush()
 
