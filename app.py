@@ -2,19 +2,11 @@
 
     python app.py                        # the tiny default backbones on CPU; prints the local address
     python app.py --backbone wan         # Wan 2.1 (or flux, or a local diffusers folder)
-    python app.py --backbone wan --tasks=path/to/wan_haze.pt,path/to/wan_rain.pt
-    python app.py --port 8000
+    python app.py --backbone wan --tasks=path/to/wan_haze.pt,path/to/wan_rain.pt --port 8000
 
-Options (--key=value or --key value):
-    --port      the local port the page is served on (default 7860)
-    --host      the address to listen on (default 127.0.0.1: this machine only)
-    --backbone  tiny default (tiny-flux for photos, tiny-wan for clips), flux, wan or a local folder
-    --tasks     the tasks offered: names or prompt files (default: the shipped prompts of the backbone)
-    --device    cuda, cpu, ... (default: cuda when there is one)
-
-The page restores with the very functions sample.py calls (sample.prepare, sample.restore,
-data.read_*/write_*): same prompts, same mixing of several tasks, same tiles and windows.
-Nothing is fetched from the network, at start or in the page.
+Each request passes its own settings (tasks, steps, T0, seed, the paper's method) to the very
+functions sample.py calls (sample.prepare, sample.restore): same prompts, mixing, tiles and
+windows. Nothing is fetched from the network, at start or in the page.
 """
 import os
 
@@ -31,7 +23,8 @@ import torch  # noqa: E402
 
 import backbones  # noqa: E402
 import bridge  # noqa: E402
-import data  # noqa: E402
+import extensions  # noqa: E402
+import media  # noqa: E402
 import sample  # noqa: E402
 from cli import fail, parse  # noqa: E402
 
@@ -44,7 +37,7 @@ device = ""           # cuda, cpu, ... (default: cuda when there is one)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MAX_STEPS = 200
-LOCK = threading.Lock()  # one restoration at a time: sample's settings and the prompt hooks are shared
+LOCK = threading.Lock()  # one backbone call at a time: its prompt hooks are shared
 BACKBONES = {}           # photo/clip -> loaded backbone (one for both when --backbone names one)
 PHOTO = dict(interactive=False, height=420, buttons=["download", "fullscreen"])  # no "share": it uploads to the hub
 CLIP = dict(interactive=False, height=420)
@@ -64,7 +57,7 @@ def task_choices():
     else:
         names = set()
         for bb in BACKBONES.values():
-            folder = os.path.join(sample.prompts_dir, bb.name)
+            folder = os.path.join(sample.PROMPTS, bb.name)
             if os.path.isdir(folder):
                 names |= {f[:-len(".safetensors")] for f in os.listdir(folder) if f.endswith(".safetensors")}
         names = sorted(names)
@@ -81,19 +74,19 @@ def message(e, path):
 
 def show_input(path):
     """On upload: the input in the photo or the clip pair, last results cleared."""
-    clip = bool(path) and data.is_video(path)
+    clip = bool(path) and media.is_video(path)
     photo = path if path and not clip else None
     if photo:
         try:
-            data.read_image(photo)
-        except data.InputError as e:
+            media.read_image(photo)
+        except media.InputError as e:
             gr.Warning(message(e, photo))
             photo = None
     return (gr.Row(visible=not clip), gr.Row(visible=clip), photo, None,
             path if clip else None, None, None)
 
 
-def restore(file, task_names, steps, t0, seed, progress=gr.Progress(track_tqdm=True)):
+def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress(track_tqdm=True)):
     """-> (restored photo, restored clip, the file to download): full size, PNG or mp4.
     progress: gradio follows sample.restore's tqdm bar (one tick per step) in the page."""
     if not file:
@@ -102,24 +95,25 @@ def restore(file, task_names, steps, t0, seed, progress=gr.Progress(track_tqdm=T
         raise gr.Error("choose at least one task")
     # (the sliders' bounds and the task choices are checked by gradio, for the API too)
     try:
-        clip = data.is_video(file)
-        x, fps = data.read_video(file) if clip else (data.read_image(file), None)
+        clip = media.is_video(file)
+        x, fps = media.read_video(file) if clip else (media.read_image(file), None)
+        bb = get_backbone(clip)
+        prompts, bridge_, t0_, decode = sample.prepare(bb, task_names, bool(paper), t0=float(t0))
         with LOCK:
-            bb = get_backbone(clip)
-            sample.seed, sample.steps, sample.t0 = int(seed), int(steps), float(t0)
-            prompts, bridge_, t0_ = sample.prepare(bb, task_names)
-            y = sample.restore(bb, x, prompts, bridge_, t0_, desc=os.path.basename(file))
-        if torch.equal(x, y):  # blur on the tiny default: say so, as sample.py does
-            gr.Info(f"{os.path.basename(file)}: {sample.UNCHANGED}")
+            y = sample.restore(bb, x, prompts, bridge_, t0_, decode, desc=os.path.basename(file),
+                               steps=int(steps), seed=int(seed))
+        gr.Info(f"{os.path.basename(file)}: {bridge_}, T0 {t0_:g}, {int(steps)} steps"
+                + (", the paper's method" if paper else "")
+                + (f"; {extensions.UNCHANGED}" if torch.equal(x, y) else ""))
         # a folder of its own per request: two people restoring "photo.png" never share a file
         out_dir = tempfile.mkdtemp(prefix="restored-", dir=gr.utils.get_upload_folder())
         stem = os.path.splitext(os.path.basename(file))[0]
         out = os.path.join(out_dir, stem + "_restored_" + "+".join(
             os.path.splitext(os.path.basename(n))[0] for n in task_names) + (".mp4" if clip else ".png"))
         if clip:
-            data.write_video(out, y, fps)
+            media.write_video(out, y, fps)
         else:
-            data.write_image(out, y)
+            media.write_image(out, y)
     except (ValueError, RuntimeError, OSError, TypeError) as e:  # what fail.guard turns into one line
         raise gr.Error(message(e, file)) from None
     return (None, out, out) if clip else (out, None, out)
@@ -140,6 +134,7 @@ def build(choices):
                     steps_box = gr.Slider(1, MAX_STEPS, value=bridge.STEPS, step=1, label="steps (backbone calls)")
                     t0_box = gr.Slider(0, 0.95, value=0, step=0.05, label="T0, the start noise (0: the prompt's own)")
                     seed_box = gr.Number(0, precision=0, label="seed (of the sampler's starting noise)")
+                    paper_box = gr.Checkbox(False, label="the paper's method (no extension)", elem_id="paper")
                 button = gr.Button("Restore", variant="primary", elem_id="restore")
                 download = gr.File(label="download (full size)", interactive=False, elem_id="download")
             with gr.Column(scale=2):
@@ -155,9 +150,9 @@ def build(choices):
             gr.Examples(examples, [upload, task_box], label="examples (degraded held-out photos)")
         upload.change(show_input, upload, [photo_row, clip_row, photo_in, photo_out, clip_in, clip_out, download],
                       api_name=False, concurrency_limit=None)  # cheap: never waits behind a restore
-        # concurrency_limit=1: requests queue (the page shows the position); each gets its own output
-        button.click(restore, [upload, task_box, steps_box, t0_box, seed_box], [photo_out, clip_out, download],
-                     api_name="restore", concurrency_limit=1)
+        # two requests at once, each with its own settings and output; LOCK takes their backbone calls in turn
+        button.click(restore, [upload, task_box, steps_box, t0_box, seed_box, paper_box], [photo_out, clip_out, download],
+                     api_name="restore", concurrency_limit=2)
     return demo
 
 

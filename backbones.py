@@ -1,19 +1,13 @@
 """Thin loaders for FLUX.1-dev (images) and Wan 2.1 T2V 1.3B (videos), and the tiny defaults.
 
 The rest of the repo sees one small interface and never the backbone's name:
-  bb.encode(pixels) -> latents     pixels in [-1, 1]: [B,3,H,W] (image) or [B,3,F,H,W] (video)
-  bb.decode(latents) -> pixels     with each VAE's own normalization
-  bb.velocity(x, sigma, prompts)   one batched call, [k, B, ...] for k prompts (None = bare)
-  bb.new_prompt(task=...)          a zero-gate prompt of the right shape
-  bb.video, bb.multiple, bb.frames_ok(n), bb.latent_shape(h, w, frames), bb.context (the cached
-  null-text context), bb.device (where all of its inputs and outputs live)
-Everything FLUX- or Wan-specific (latent packing, ids, pooled projection, guidance, timestep
-convention, VAE scaling, the real configs) lives in this file and nowhere else.
-
-Device policy: a backbone computes on bb.device, and everything it returns (latents, velocities,
-pixels from decode) stays there; callers keep latents, noise and the sampler's state on it too.
-The transformer is bf16 on GPU, fp32 on CPU; the VAE too (bf16 on GPU kept the tiny default's VAE
-output within 0.1 dB, README), fp32 on CPU unless asked.
+  bb.encode(pixels), bb.decode(latents)   pixels in [-1, 1]: [B,3,H,W] or [B,3,F,H,W]
+  bb.velocity(x, sigma, prompts)          one batched call, [k, B, ...] for k prompts (None: bare)
+  bb.new_prompt(task=...), bb.check(p)    a zero-gate prompt of the right shape; refuse a wrong one
+  bb.video, bb.multiple, bb.latent_shape(h, w, frames), bb.kind, bb.device, and SETTINGS' values
+Everything FLUX- or Wan-specific (packing, ids, pooled projection, guidance, timestep convention,
+VAE scaling, the real configs) lives here. A backbone computes on bb.device and returns there.
+The transformer is bf16 on GPU and fp32 on CPU; the VAE likewise unless vae_dtype says.
 """
 import json
 import os
@@ -35,25 +29,18 @@ TINY = {"tiny-flux": os.path.join(HERE, "weights", "tiny-flux"),
         "tiny-wan": os.path.join(HERE, "weights", "tiny-wan")}
 DEFAULT = {"image": "tiny-flux", "video": "tiny-wan"}
 CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were made for
-# default working sizes: training crop (px), training clip length, largest image restored whole
-# (bigger ones go in overlapping tiles), video window (frames). The tiny ones are what they saw
-# in pre-training; the real ones are the authors' (FLUX 1024 px, Wan 480x832 x 33 frames).
-# train_lr: the paper's 5e-4 for its 20k-40k steps; the tiny prompts train for ~1.5k steps, where
-# 5e-4 left the validation PSNR flat and 5e-3 climbed (measured, see README).
-# t0: the bridge's start noise level T0, chosen by notebook 02's procedure on low light (paper Sec. 4.4:
-# 0.4 for FLUX and Wan; tiny-wan does better from less noise; tiny-flux's coarse prompts chose 0.1 with gain 8, README)
-# coarse: the width train.py gives new prompts (bridge.coarse; 0 = the paper's prompt, which
-# steers the whole velocity; tiny-flux's prompts lose the prior's denoising without it, README)
-# gain: the factor on a coarse prompt's low-passed change (bridge.coarse), so that a small T0 asks less of it
-# keep_detail: sample.restore's pixel std for keeping the input's own detail (0: the decoded latent as is), for a prompt that chose none.
-# tiny-flux: SSIM up on four tasks of five; tiny-wan, whose prior removes rain, lost 4.3 dB on rain
-# with it; FLUX, Wan: not measured (README "keep the input's detail")
-SIZES = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1, train_lr=5e-4, t0=0.4, coarse=0, gain=1.0, keep_detail=0),
-         "wan": dict(train_size=480, train_frames=33, tile=832, window=33, train_lr=5e-4, t0=0.4, coarse=0, gain=1.0, keep_detail=0),
-         "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1, train_lr=5e-3, t0=0.1, coarse=2.0, gain=8.0, keep_detail=2.0),
-         "tiny-wan": dict(train_size=64, train_frames=9, tile=64, window=9, train_lr=5e-3, t0=0.2, coarse=0, gain=1.0, keep_detail=0)}
+# Working sizes and the paper's settings per backbone kind: training crop (px) and clip length,
+# the largest image restored whole (bigger ones go in overlapping tiles), the video window
+# (frames), the learning rate, and T0, the bridge's start noise. FLUX and Wan: the authors'
+# (1024 px, 480x832 x 33 frames, lr 5e-4, T0 0.4). The tiny ones: the sizes they were pre-trained
+# on; lr 5e-3 because their prompts train for thousands of steps, not 20k-40k; T0 as notebook 02
+# chose it for the paper-form prompt. What this repo adds per kind is in extensions.PER_KIND.
+SETTINGS = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1, train_lr=5e-4, t0=0.4),
+         "wan": dict(train_size=480, train_frames=33, tile=832, window=33, train_lr=5e-4, t0=0.4),
+         "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1, train_lr=5e-3, t0=0.2),
+         "tiny-wan": dict(train_size=64, train_frames=9, tile=64, window=9, train_lr=5e-3, t0=0.2)}
 
-# The real architectures, to build them without their weights (DESIGN.md sections 6 and 11):
+# The real architectures, to build them without their weights:
 # bench.py --arch makes them with random weights on a GPU, the tests on the meta device.
 ARCH = {
     "flux": dict(
@@ -141,11 +128,12 @@ class Backbone:
 
 class FluxBackbone(Backbone):
     """FluxTransformer2DModel + AutoencoderKL (16 channels)."""
+    kind = "flux"  # the key of SETTINGS and extensions.PER_KIND; load() says "tiny-flux" for the tiny one
 
     def __init__(self, name, transformer, vae, context, pooled, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
         self.pooled = pooled.to(self.device, dtype)
-        self.__dict__.update(SIZES["flux"])  # load() replaces these for the tiny default
+        self.__dict__.update(SETTINGS["flux"])  # load() replaces these for the tiny default
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.latent_channels = vae.config.latent_channels
         self.multiple = self.vae_scale * 2  # latents are packed 2x2 into tokens
@@ -190,13 +178,14 @@ class FluxBackbone(Backbone):
 
 class WanBackbone(Backbone):
     """WanTransformer3DModel + AutoencoderKLWan; videos [B, 3, F, H, W]."""
+    kind = "wan"
     video = True
     zero_pad_text = True
 
     def __init__(self, name, transformer, vae, context, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
         cfg = vae.config
-        self.__dict__.update(SIZES["wan"])  # load() replaces these for the tiny default
+        self.__dict__.update(SETTINGS["wan"])  # load() replaces these for the tiny default
         self.temporal = cfg.scale_factor_temporal
         self.vae_scale, self.latent_channels = cfg.scale_factor_spatial, cfg.z_dim
         self.multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
@@ -296,7 +285,8 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     with torch.no_grad():  # the null context is computed once, with no graph
         bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder)
     tiny = os.path.isfile(os.path.join(where, "pretrain.json"))
-    for key, val in SIZES[("tiny-" if tiny else "") + kind].items():
+    bb.kind = ("tiny-" if tiny else "") + kind
+    for key, val in SETTINGS[bb.kind].items():
         setattr(bb, key, val)
     return bb
 
@@ -366,7 +356,8 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
         bb = FluxBackbone(kind, tf, vae, context, pooled, device, dtype)
     else:
         bb = WanBackbone(kind, tf, vae, context, device, dtype)
-    for key, val in SIZES[kind].items():
+    bb.kind = kind
+    for key, val in SETTINGS[kind].items():
         setattr(bb, key, val)
     return bb
 

@@ -33,8 +33,12 @@ from torch.nn.attention import sdpa_kernel
 
 import backbones
 import bridge
-import data
+import extensions
+import media
+import pairs
+import photos
 import sample
+import tiles
 import train
 from cli import fail, parse
 
@@ -78,35 +82,33 @@ def measured(fn, n, dev):
 
 def main():
     torch.set_num_threads(threads)
-    sample.steps = steps
     bb = backbones.load(backbone or None, device="cpu")
     g = torch.Generator().manual_seed(0)
-    pairs = data.make_pairs("photos", "haze", 8, size, 1, g, bb.video)
-    zd, zc = train.encode_pairs(bb, pairs, "encode")
+    pair_list = pairs.make_pairs("photos", "haze", 8, size, 1, g, bb.video)
+    zd, zc = train.encode_pairs(bb, pair_list, "encode")
     p = bb.new_prompt(task="haze")
     with torch.no_grad():
         p.gates.fill_(0.1)
     rows = []
 
     # 1. training step vs one forward, same batch and size
-    train.batch = batch
     x, s = zd[:batch], torch.full((batch,), 0.3)
     with torch.no_grad():
         fwd_nograd = timed(lambda: bb.velocity(x, s, [p]), repeats)
     opt = torch.optim.AdamW(p.parameters(), lr=5e-4)
-    step = timed(lambda: train.train_step(bb, p, opt, zd, zc, g), repeats)
+    step = timed(lambda: train.train_step(bb, p, opt, zd, zc, [g], "ebr", bb.t0, batch), repeats)
     rows.append(("train step / forward (no grad)", step, fwd_nograd, step / fwd_nograd, "<= 2.5"))
 
     # 2. sampling vs its backbone calls (one image of `size` px, one prompt, whole)
-    img = pairs[0][0]
-    sample.seed, sample.keep_detail = 0, 0.0  # the sampler alone: encode, the steps, decode
+    img = pair_list[0][0]
     with torch.no_grad():
         one = timed(lambda: bb.velocity(zd[:1], torch.full((1,), 0.3), [p]), repeats)
-    full = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
+    run = dict(steps=steps, progress=False)
+    full = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0, **run), max(1, repeats // 2))  # the paper's decode
     rows.append((f"restore {size}px / ({steps} calls x one call)", full, steps * one, full / (steps * one), "<= 1.15"))
-    sample.keep_detail = -1.0  # from here on what the backbone does by default
-    if sample.decode_settings(bb, [p])[0]:  # the input's detail kept: one more decode, of the input's own latent
-        kept = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0), max(1, repeats // 2))
+    decode = extensions.decode_settings(bb.kind, [p])  # this backbone's default decode (extensions.py)
+    if decode[0]:  # the input's detail kept: one more decode, of the input's own latent
+        kept = timed(lambda: sample.restore(bb, img, [p], "ebr", bb.t0, decode, **run), max(1, repeats // 2))
         rows.append(("  the same, detail kept / plain decode", kept, full, kept / full, "one decode more"))
 
     # 3. mixing k prompts, one batched call per step
@@ -118,17 +120,18 @@ def main():
             rows.append((f"mix {k} prompts / 1 prompt (one call)", kt, k1, kt / k1, f"~{k} or less"))
 
     # 4. a 512x512 photo end to end (VAE in and out, 20 steps, tiles if the backbone tiles)
-    big = data.resize(data.photo("astronaut"), photo_size, photo_size)
+    big = media.resize(photos.photo("astronaut"), photo_size, photo_size)
     t = time.perf_counter()
-    sample.restore(bb, big, [p], "ebr", bb.t0)
+    sample.restore(bb, big, [p], "ebr", bb.t0, decode, **run)
     wall = time.perf_counter() - t
     rows.append((f"restore a {photo_size}x{photo_size} photo (s)", wall, 20.0, wall / 20.0, "<= 1 (20 s)"))
-    if bb.coarse:  # what the shipped prompts of this backbone do: the bare velocity too, each step
-        pc = bb.new_prompt(task="haze", coarse=bb.coarse, gain=bb.gain)
+    ext = extensions.defaults(bb.kind)
+    if ext.get("coarse"):  # what new prompts of this backbone are: the bare velocity too, each step
+        pc = bb.new_prompt(task="haze", coarse=ext["coarse"], gain=ext["gain"])
         with torch.no_grad():
             pc.gates.fill_(0.1)
         t = time.perf_counter()
-        sample.restore(bb, big, [pc], "ebr", bb.t0)
+        sample.restore(bb, big, [pc], "ebr", ext["t0"], decode, **run)
         coarse_wall = time.perf_counter() - t
         rows.append(("  the same, coarse prompt / plain", coarse_wall, wall, coarse_wall / wall, "~2 or less"))
 
@@ -156,7 +159,7 @@ def main_arch():
     if arch in backbones.ARCH and dev.type != "cuda":
         fail(f"bench.py --arch={arch} builds the real architecture on a GPU, not on {dev}")
     torch.set_num_threads(threads)
-    sample.steps, sample.seed, sample.progress = steps, 0, False
+    run = dict(steps=steps, progress=False)  # the paper's decode, seed 0
     t = time.perf_counter()
     bb = backbones.random_backbone(arch, dev)
     sync(dev)
@@ -193,13 +196,13 @@ def main_arch():
         with torch.no_grad(), sdpa_kernel(kernels) if kernels else contextlib.nullcontext():
             fwd, peak = measured(lambda: bb.velocity(z, s, [p]), repeats, dev)
         row(f"forward {desc}", fwd, None, peak)
-        train.batch = b
         pt = bb.new_prompt(task="t")
         opt = torch.optim.AdamW(pt.parameters(), lr=1e-4)
+        kernels = train.attention_kernels(dev)
         for ckpt in (False, True):
             if ckpt:
                 bb.transformer.enable_gradient_checkpointing()
-            step, peak = measured(lambda: train.train_step(bb, pt, opt, z, z, g), repeats, dev)
+            step, peak = measured(lambda: train.train_step(bb, pt, opt, z, z, [g], "ebr", bb.t0, b, kernels), repeats, dev)
             bb.transformer.disable_gradient_checkpointing()
             row(f"train step / forward, {desc}{', grad ckpt' if ckpt else ''}", step, fwd, peak,
                 "" if ckpt else "<= 2.5")
@@ -215,9 +218,9 @@ def main_arch():
         one, peak = measured(lambda: bb.velocity(y, s1, [p]), repeats, dev)
     row(f"one call, {desc}", one, None, peak)
     n = max(1, repeats // 2)
-    full, peak = measured(lambda: sample.restore(bb, x, [p], "ebr", bb.t0), n, dev)
+    full, peak = measured(lambda: sample.restore(bb, x, [p], "ebr", bb.t0, **run), n, dev)
     row(f"restore {desc} / ({steps} calls x one call)", full, steps * one, peak, "<= 1.15")
-    alone, peak = measured(lambda: sample.sample_latents(bb, y, [p], "ebr", bb.t0), n, dev)
+    alone, peak = measured(lambda: sample.sample_latents(bb, y, [p], "ebr", bb.t0, **run), n, dev)
     row(f"sampler alone (no VAE) / ({steps} calls x one call)", alone, steps * one, peak)
     with torch.no_grad():
         two, peak = measured(lambda: bb.velocity(y, s1, [p, p2]), repeats, dev)
@@ -236,16 +239,17 @@ def main_arch():
     hb, wb, fb = (hr, wr, 2 * fr - 1) if bb.video else (hr, 2 * wr, 1)
     big = torch.rand((3, fb, hb, wb) if bb.video else (3, hb, wb), generator=g)
     # a long clip is restored window by window (sample.restore), each window whole
-    wins = len(sample.frame_windows(fb, bb.window)) if bb.video else 1
-    sizes, _, boxes = sample.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], sample.tile_sizes(bb))
-    k = min(len(boxes), sample.chunk)
-    calls = wins * -(-len(boxes) // sample.chunk)  # backbone calls per step of the sampler
+    wins = len(tiles.frame_windows(fb, bb.window)) if bb.video else 1
+    sizes, _, boxes = tiles.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], sample.tile_sizes(bb))
+    chunk = 16  # sample.py's default
+    k = min(len(boxes), chunk)
+    calls = wins * -(-len(boxes) // chunk)  # backbone calls per step of the sampler
     zt = torch.randn((k, bb.latent_channels) + tuple(sizes), generator=g).to(dev)
     with torch.no_grad():
         tile_call, peak = measured(lambda: bb.velocity(zt, torch.full((k,), 0.3, device=dev), [p]), repeats, dev)
     what = "windows" if bb.video else "tiles"
     row(f"one call on {k} {what}", tile_call, None, peak)
-    tiled, peak = measured(lambda: sample.restore(bb, big, [p], "ebr", bb.t0), n, dev)
+    tiled, peak = measured(lambda: sample.restore(bb, big, [p], "ebr", bb.t0, chunk=chunk, **run), n, dev)
     row(f"restore {shape_name(hb, wb, fb, bb)} ({wins if bb.video else len(boxes)} {what}) / ({steps} x {calls} call)",
         tiled, steps * calls * tile_call, peak)
     return rows

@@ -1,16 +1,12 @@
-"""The three forward constructions of the paper and the one sampler that walks each of them.
+"""The paper's three forward constructions, its one sampler, and mixing by averaging velocities.
 
-Flow-matching convention of FLUX and Wan: t=1 is noise, t=0 is data, z_t = (1-t) x0 + t eps,
-velocity v = eps - x0, so the backbone's clean estimate is x0_hat = z_t - sigma * v (eq. 2).
-
-Every construction below is one line of coefficients: a state is
-
-    z = c_deg(t) * z_deg + c_clean(t) * z_clean + sigma(t) * eps
-
-and sigma(t) is the noise level the frozen backbone is told. t runs over (0, T0].
-Training draws one t, builds z and asks the backbone for x0_hat (eq. 7 / 10).
-Sampling starts from the degraded end (t = T0, where c_clean = 0 for all three) and walks
-the *same* family of states down to t ~ 0: that alignment is the paper's point (Sec. 3.2).
+Flow matching as in FLUX and Wan: z_t = (1-t) x0 + t eps (t=1 noise, t=0 data), v = eps - x0,
+so the backbone's clean estimate is x0_hat = z_t - sigma v (eq. 2). Each construction is one
+coefficient triple: z = c_deg(t) z_deg + c_clean(t) z_clean + sigma(t) eps, with sigma(t) the
+noise level the frozen backbone is told, t in (0, T0]. Training draws one t, builds z and
+regresses x0_hat onto z_clean (eqs. 7, 10). Sampling starts at the degraded end (t = T0, where
+c_clean = 0 for all three) and walks the same family of states down to t ~ 0: that alignment of
+training and sampling states is the paper's point (Sec. 3.2).
 """
 import torch
 
@@ -112,46 +108,7 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
     return x0
 
 
-def lowpass(x, width):
-    """The coarse part of a latent field: a Gaussian blur of std `width` latent pixels over the
-    last two (spatial) dims, each channel and frame on its own. Edges are mirrored (a fine pattern
-    stays fine across the border; latents smaller than the kernel repeat their border instead)."""
-    r = max(1, round(3 * width))
-    k = torch.exp(-torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) ** 2 / (2 * width**2))
-    k = (k / k.sum()).reshape(1, 1, 1, -1)
-    y = x.reshape(-1, 1, *x.shape[-2:])
-    mode = "reflect" if r < min(x.shape[-2:]) else "replicate"
-    y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (r, r, 0, 0), mode=mode), k)
-    y = torch.nn.functional.conv2d(torch.nn.functional.pad(y, (0, 0, r, r), mode=mode), k.transpose(2, 3))
-    return y.reshape(x.shape)
-
-
-def coarse(v_prompt, v_bare, width, gain=1.0):
-    """The prompt's velocity with its fine detail taken from the bare backbone's:
-    v_bare + gain * lowpass(v_prompt - v_bare). width 0 is the prompt's own velocity (the paper).
-
-    Why (README, "the grid"): on a small prior, the prompt that moves the colours gives up the
-    prior's denoising, and the noise it leaves is fine-grained; the move it makes is coarse.
-    Why the gain: the EBR target velocity carries the degradation divided by T0 at every t, so a
-    small T0 (little start noise, the detail kept) asks the network for more than its output
-    can give; with gain g the prompt has to give only 1/g of that move."""
-    return v_prompt if not width else v_bare + gain * lowpass(v_prompt - v_bare, width)
-
-
-def mixed(velocity_many, widths=None, gains=None):
-    """Mixed degradations (paper Sec. 3.3): average the velocities of several prompts.
-
-    velocity_many(x, sigma) returns [k, B, ...], one velocity per prompt from one batched
-    backbone call; the mix is their mean, then x0 = x - sigma * mean as usual. widths, gains: each
-    prompt's `coarse` width and gain; where any width is set, velocity_many returns a (k+1)-th
-    velocity, the bare backbone's, last.
-    """
-    if not widths or not any(widths):
-        return lambda x, sigma: velocity_many(x, sigma).mean(0)
-
-    gains = gains or [1.0] * len(widths)
-
-    def velocity(x, sigma):
-        vs = velocity_many(x, sigma)
-        return torch.stack([coarse(v, vs[-1], w, g) for v, w, g in zip(vs[:-1], widths, gains)]).mean(0)
-    return velocity
+def mixed(velocity_many):
+    """Mixed degradations (paper Sec. 3.3): the mean of several prompts' velocities.
+    velocity_many(x, sigma) returns [k, B, ...], one velocity per prompt from one batched call."""
+    return lambda x, sigma: velocity_many(x, sigma).mean(0)

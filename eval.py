@@ -1,16 +1,14 @@
-"""Evaluate restoration: PSNR and SSIM (RGB and Y) per image, a CSV, a summary JSON, a table.
+"""Evaluate restoration: PSNR and SSIM (RGB and Y) per image, a CSV, a summary JSON, a table, pictures.
 
-    python eval.py --task=haze                              # held-out photos; degraded, bare, shipped prompt
+    python eval.py --task=haze                    # the held-out photos: degraded, VAE, bare, the shipped prompt
+    python eval.py --task=haze --paper            # the paper's method (paper-form prompt, plain decode)
     python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
-    python eval.py --vae_only --size=512                     # what the VAE alone keeps of clean photos
-    python eval.py --task=rain --data=photos --choose_detail=0,1,2,4,8,16 --choose_above=0,0.12 --choose_floor=0,0.004   # choose its decode
+    python eval.py --vae_only --size=512          # what the VAE alone keeps of clean photos
 
-Rows: the degraded input; the clean image through the VAE and back (the ceiling of any
-latent-space restoration); the frozen backbone sampled from the same noisy degraded start with no
-prompt (gates at zero, EBR sampler); then each prompt with its own bridge and T0.
-Metrics are computed on uint8-quantized images. Y is MATLAB's rgb2ycbcr luma
-(16 + 65.481 R + 128.553 G + 24.966 B); SSIM uses the 11x11 Gaussian window (sigma 1.5,
-K1 0.01, K2 0.03) on each channel, averaged. Videos: the mean over frames.
+Rows: the degraded input; the clean image through the VAE and back (the ceiling of any restoration
+in latent space); the frozen backbone with no prompt from the same start; each prompt with its own
+bridge and T0. Metrics on uint8-quantized images; Y is MATLAB's rgb2ycbcr luma; SSIM the 11x11
+Gaussian window (sigma 1.5). Videos: the mean over frames.
 """
 import csv
 import json
@@ -23,7 +21,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import backbones
-import data
+import extensions
+import media
+import pairs
 import prompt as prompt_lib
 import sample
 from cli import fail, parse
@@ -38,12 +38,10 @@ count = 0             # pairs to evaluate (0: all of heldout, 16 of other source
 size = 0              # crop size (0: the backbone's default training size)
 frames = 0            # clip length for video backbones (0: the backbone's default)
 bare = True           # include the frozen backbone with no prompt
-keep_detail = -1.0    # as in sample.py: >0 keeps the input's detail (std in px), 0 the decoded latent, -1 the prompt's/backbone's
-decoded_above = -1.0  # as in sample.py: where the change reaches this, the decoded latent (0: nowhere, -1: the prompt's)
-min_change = -1.0     # as in sample.py: changes below this left out, larger ones pass nearly whole (0: none, -1: the prompt's)
-choose_detail = ""    # e.g. 0,1,2,4,8,16: decode one prompt with each keep_detail on training pairs, write the best into it
-choose_above = "0"    # with --choose_detail: the decoded_above values tried with each width, e.g. 0,0.06,0.12,0.25
-choose_floor = "0"    # with --choose_detail: the min_change values tried with each width, e.g. 0,0.004,0.008,0.016
+paper = False         # exactly the paper's method: paper-form prompts, the decoded latent as it is
+keep_detail = -1.0    # extension, as in sample.py: >0 keeps the input's detail (std in px), 0 off, -1 the prompt's
+decoded_above = -1.0  # extension, as in sample.py (0: off, -1: the prompt's)
+min_change = -1.0     # extension, as in sample.py (0: off, -1: the prompt's)
 vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
 pictures = 4          # pairs written as pictures, <out>/pair_<i>.png: each row's output side by side, then clean
@@ -130,117 +128,78 @@ def score(results, reference=None):
     return {c: sum(v) / len(v) for c, v in norm.items()}
 
 
-def choose(bb, path, p, pairs, before):
-    """Decode one prompt's restorations with each (keep_detail, decoded_above, min_change) of
-    --choose_detail, --choose_above and --choose_floor (sample.kept: the same sampled latents each
-    way; training crops fit one tile), score them against the degraded input, and write the best
-    into the prompt file, which sample.py, eval.py and the web page then use. Chosen on training
-    pairs, never on held-out ones."""
-    values = lambda text: [float(v) for v in text.split(",") if v.strip()] or [0.0]
-    widths, aboves, floors = values(choose_detail), values(choose_above), values(choose_floor)
-    # the decoded latent (width 0) has neither a threshold nor a floor
-    cands = [(w, a, f) for w in widths for a in (aboves if w else [0.0]) for f in (floors if w else [0.0])]
-    rows = {c: [] for c in cands}
-    sample.seed = seed
-    br, t0_ = p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))
-    ref = {k: sum(m[k] for m in before) / len(before) for k in ("psnr", "ssim")}
-    for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"choose the decode of {task}")):
-        y = sample.to_latents(bb, deg)
-        decoded = sample.from_latents(bb, sample.sample_latents(bb, y, [p], br, t0_, f"{i}"), deg)
-        base = sample.from_latents(bb, y, deg)
-        for c in cands:
-            rows[c].append(metrics(sample.kept(deg, decoded, base, *c), clean))
-    results = {c: {k: sum(r[k] for r in rs) / len(rs) for k in ("psnr", "ssim")} for c, rs in rows.items()}
-    scores = score(results, ref)
-    best = max(cands, key=lambda c: (scores[c], *(-v for v in c)))  # a tie goes to the smaller setting
-    print(f"\ndecode of {path} on {len(pairs)} {data_source} pairs ({bb.name}):")
-    print(f"{'keep_detail':<12} {'above':>6} {'floor':>6} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
-    print(f"{'(degraded)':<12} {'':>6} {'':>6} {ref['psnr']:7.2f} {ref['ssim']:7.4f}")
-    for c in cands:
-        r = results[c]
-        print(f"{c[0]:<12g} {c[1]:>6g} {c[2]:>6g} {r['psnr']:7.2f} {r['ssim']:7.4f} {scores[c]:6.3f}"
-              + ("  <- chosen" if c == best else ""))
-    p.meta["keep_detail"], p.meta["decoded_above"], p.meta["min_change"] = (f"{v:g}" for v in best)
-    prompt_lib.save(p, path)
-    print(f"wrote keep_detail={best[0]:g} decoded_above={best[1]:g} min_change={best[2]:g} into {path}")
-    return best, results
-
-
 # ------------------------------------------------------------------------------ the loop
 
 def main():
-    global size, frames, out
+    if paper and max(keep_detail, decoded_above, min_change) >= 0:
+        fail("--keep_detail, --decoded_above and --min_change are extensions; --paper decodes the latent as it is")
     bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None)
-    size = size or bb.train_size
-    frames = frames or (bb.train_frames if bb.video else 1)
+    size_ = size or bb.train_size
+    frames_ = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
-    if choose_detail and (len(names) != 1 or data_source == "heldout"):
-        fail("--choose_detail decodes one prompt on training pairs: give one prompt and --data=photos "
-             "(or a folder), not the held-out photos the tables report")
-    if choose_detail and not sample.prompt_path(bb, names[0]).endswith(".safetensors"):
-        fail(f"--choose_detail writes its choice into the prompt: {names[0]} is not a .safetensors prompt")
-    ps = [] if vae_only else sample.resolve_prompts(bb, names)
+    ps = [] if vae_only else [sample.prepare(bb, [n], paper, "", 0.0, keep_detail, decoded_above, min_change)
+                              for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
     n = count or (0 if data_source == "heldout" else 16)
-    pairs = data.make_pairs(data_source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video)
+    pair_list = pairs.make_pairs(data_source, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video)
     # a pair the degradation left unchanged (a blur kernel of one pixel over a flat crop) has
     # nothing to restore, and its infinite PSNR would make every mean infinite
-    kept = [((d, c), m) for d, c in pairs for m in [metrics(d, c)] if m["psnr"] < float("inf")]
-    if len(kept) < len(pairs):
-        print(f"{len(pairs) - len(kept)} of {len(pairs)} pairs left out: their degraded input equals the clean image")
+    kept = [((d, c), m) for d, c in pair_list for m in [metrics(d, c)] if m["psnr"] < float("inf")]
+    if len(kept) < len(pair_list):
+        print(f"{len(pair_list) - len(kept)} of {len(pair_list)} pairs left out: their degraded input equals the clean image")
     if not kept:
         fail("every pair's degraded input equals its clean image: nothing to evaluate")
-    pairs, before = [pc for pc, _ in kept], [m for _, m in kept]
-    if choose_detail:
-        return choose(bb, sample.prompt_path(bb, names[0]), ps[0], pairs, before)
-    out = out or os.path.join("runs", f"eval-{bb.name}-{task}")
-    os.makedirs(out, exist_ok=True)
-    # the VAE round trip of the clean image is the ceiling of any restoration in latent space
-    methods = [("degraded", None, None, None), ("VAE round trip of clean", None, None, None)]
-    if bare and not vae_only:
-        methods.append(("bare backbone", None, "ebr", bb.t0))
-    labels = [f"prompt {p.meta.get('bridge', 'ebr')}" for p in ps]
-    for name, p, label in zip(names, ps, labels):
+    pair_list, before = [pc for pc, _ in kept], [m for _, m in kept]
+    out_ = out or os.path.join("runs", f"eval-{bb.name}-{task}" + ("-paper" if paper else ""))
+    os.makedirs(out_, exist_ok=True)
+    # (label, prompts, bridge, T0, decode); the VAE round trip of clean is the ceiling in latent space
+    methods = [("degraded", None, None, None, None), ("VAE round trip of clean", None, None, None, None)]
+    if bare and not vae_only:  # the bare backbone from the same start as this backbone's new prompts
+        t0_bare = bb.t0 if paper else extensions.defaults(bb.kind).get("t0", bb.t0)
+        decode_bare = extensions.PAPER_DECODE if paper else extensions.decode_settings(bb.kind, [])
+        methods.append(("bare backbone", [None], "ebr", t0_bare, decode_bare))
+    labels = [f"prompt {br}" for _, br, _, _ in ps]
+    for name, (p, br, t0_, decode), label in zip(names, ps, labels):
         if labels.count(label) > 1:  # same bridge twice: tell them apart by file
             label += f" ({name})"
-        methods.append((label, p, p.meta.get("bridge", "ebr"), float(p.meta.get("t0", bb.t0))))
+        methods.append((label, p, br, t0_, decode))
     rows = []
-    sample.seed, sample.keep_detail, sample.decoded_above, sample.min_change = seed, keep_detail, decoded_above, min_change
-    for i, (deg, clean) in enumerate(tqdm(pairs, desc=f"eval {task}")):
+    for i, (deg, clean) in enumerate(tqdm(pair_list, desc=f"eval {task}")):
         preds = []
-        for label, p, br, t0_ in methods:
+        for label, p, br, t0_, decode in methods:
             if label == "degraded":
                 pred = deg
             elif label == "VAE round trip of clean":
                 pred = sample.from_latents(bb, sample.to_latents(bb, clean), clean)
             else:
-                pred = sample.restore(bb, deg, [p], br, t0_, desc=f"{i}")
+                pred = sample.restore(bb, deg, p, br, t0_, decode, desc=f"{i}", seed=seed)
             rows.append(dict(index=i, method=label, **(before[i] if label == "degraded" else metrics(pred, clean))))
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
             row = torch.cat(preds + [clean], -1)
-            data.write_image(os.path.join(out, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
+            media.write_image(os.path.join(out_, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
     keys = ["psnr", "ssim", "psnr_y", "ssim_y"]
     summary = {}
     for label, *_ in methods:
         sel = [r for r in rows if r["method"] == label]
         summary[label] = {k: sum(r[k] for r in sel) / len(sel) for k in keys}
-    csv_path, json_path = os.path.join(out, "per_image.csv"), os.path.join(out, "summary.json")
+    csv_path, json_path = os.path.join(out_, "per_image.csv"), os.path.join(out_, "summary.json")
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["index", "method"] + keys)
         wr.writeheader()
         wr.writerows(rows)
     unavailable = perceptual_metrics()
-    json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pairs), size=size, seed=seed,
-                   decode={label: sample.decode_settings(bb, [p]) for label, p, br, _ in methods if br},
+    json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pair_list), size=size_, seed=seed,
+                   paper=paper, decode={label: decode for label, _, br, _, decode in methods if br},
                    summary=summary, unavailable=unavailable), open(json_path, "w"), indent=1)
-    print(f"\n{task} on {len(pairs)} {data_source} pairs ({bb.name}, {size} px), uint8-quantized:")
+    how = "the paper's method" if paper else "with extensions"
+    print(f"\n{task} on {len(pair_list)} {data_source} pairs ({bb.name}, {size_} px, {how}), uint8-quantized:")
     print(f"{'method':<24} {'PSNR':>7} {'SSIM':>7} {'PSNR-Y':>7} {'SSIM-Y':>7}")
     for label, m in summary.items():
         print(f"{label:<24} {m['psnr']:7.2f} {m['ssim']:7.4f} {m['psnr_y']:7.2f} {m['ssim_y']:7.4f}")
     for k, why in unavailable.items():
         print(f"{k}: unavailable: {why}")
     print(f"wrote {csv_path} and {json_path}" + (f"; pictures ({', '.join(l for l, *_ in methods)}, clean): "
-          f"{out}/pair_0..{min(pictures, len(pairs)) - 1}.png" if pictures else ""))
+          f"{out_}/pair_0..{min(pictures, len(pair_list)) - 1}.png" if pictures else ""))
     return summary
 
 

@@ -4,8 +4,8 @@
     python pretrain.py --which=tiny-flux --device=cuda  # on a GPU (minutes instead of hours)
     python pretrain.py --pip_only --vae_steps=5 --tf_steps=5 --out=/tmp/w --work=/tmp/w/work   # smoke run
 
-Photos: those scikit-image/-learn ship, and those of Debian's wallpaper packages (data.DEBIAN_PACKAGES,
-`apt-get install` them), or a --photos folder. The held-out photos (data.HELD_OUT) are never read.
+Photos: those scikit-image/-learn ship, and those of Debian's wallpaper packages (photos.DEBIAN_PACKAGES,
+`apt-get install` them), or a --photos folder. The held-out photos (photos.HELD_OUT) are never read.
 Ordinary text-to-image / text-to-video flow matching on clean data (the models never see a
 degradation). Per backbone, every stage saves into --work/<name>/ as it goes, and running the same
 command again resumes where it stopped (a long CPU run can be stopped and continued):
@@ -27,7 +27,9 @@ import torch
 from tqdm import tqdm
 
 import backbones
-import data
+import media
+import pairs
+import photos as catalogue  # `photos` is the --photos option
 import tiny
 from cli import fail, parse
 
@@ -70,9 +72,10 @@ def lr_at(step, total, base, warmup=100):
 
 def training_photos():
     """name -> caption of every training photo on this machine (never a held-out one)."""
-    names = dict(data.PIP_PHOTOS) if pip_only else {n: data.TRAIN_PHOTOS[n] for n in data.available(data.TRAIN_PHOTOS)}
+    names = dict(catalogue.PIP_PHOTOS) if pip_only else {n: catalogue.TRAIN_PHOTOS[n]
+                                                         for n in catalogue.available(catalogue.TRAIN_PHOTOS)}
     if photos and not pip_only:
-        files = data.list_images(photos)
+        files = media.list_images(photos)
         if not files:
             fail(f"--photos={photos}: no images there")
         names.update({f: "a photo" for f in files})
@@ -80,7 +83,7 @@ def training_photos():
 
 
 def load_photo(name):
-    return data.read_image(name, data.MAX_SIDE) if os.path.isfile(name) else data.photo(name)
+    return media.read_image(name, catalogue.MAX_SIDE) if os.path.isfile(name) else catalogue.photo(name)
 
 
 def levels(img, lo):
@@ -89,7 +92,7 @@ def levels(img, lo):
     s = lo
     while s < short:
         h, w = img.shape[-2:]
-        out.append(data.resize(img, round(h * s / short), round(w * s / short)))
+        out.append(media.resize(img, round(h * s / short), round(w * s / short)))
         s *= 2 ** 0.5
     return out + [img]
 
@@ -135,17 +138,17 @@ def image_bank(names, g):
 def clip_bank(names, g):
     """uint8 9-frame virtual-camera clips of 64 px (plus 5% from the shipped GIF):
     {'clips': [N, 3, 9, 64, 64], 'ids': caption index per clip (1-based; len(names)+1 = the GIF)}."""
-    gif, out, ids = data.gif_frames(), [], []
+    gif, out, ids = catalogue.gif_frames(), [], []
     n_gif = clips // 20
     for k, name in enumerate(tqdm(names, desc="clip bank", mininterval=5)):
         lv = levels(load_photo(name), 128)
         n = (clips - n_gif) // len(names) + (k < (clips - n_gif) % len(names))
         for _ in range(n):
             img = lv[torch.randint(len(lv), (), generator=g).item()]
-            out.append((data.camera_clip(img, 64, 9, g) * 255).round().to(torch.uint8))
+            out.append((pairs.camera_clip(img, 64, 9, g) * 255).round().to(torch.uint8))
             ids.append(k + 1)
     for _ in range(n_gif):
-        out.append((data.gif_clip(gif, 64, 9, g) * 255).round().to(torch.uint8))
+        out.append((pairs.gif_clip(gif, 64, 9, g) * 255).round().to(torch.uint8))
         ids.append(len(names) + 1)
     return {"clips": torch.stack(out), "ids": torch.tensor(ids)}
 
@@ -261,7 +264,7 @@ def pretrain_flux(folder, wdir, names):
     print(f"[tiny-flux] 1/5 crop bank: {bank64} x 64 px and {bank128} x 128 px from {len(names)} photos")
     bank = cached(os.path.join(wdir, "bank.pt"), lambda: image_bank(list(names), torch.Generator().manual_seed(seed)))
     b64, b128 = bank[64].to(device), bank[128].to(device)
-    held = [x for _, x in data.eval_crops(128, per_photo=1)]  # a quick look; eval.py measures fully
+    held = [x for _, x in catalogue.eval_crops(128, per_photo=1)]  # a quick look; eval.py measures fully
 
     def vae_step(step, g):
         b, n = (b64, vae_batch) if step % 2 == 0 else (b128, max(1, vae_batch // 4))
@@ -314,7 +317,7 @@ def pretrain_wan(folder, wdir, names):
     bank = cached(os.path.join(wdir, "bank.pt"), lambda: clip_bank(list(names), torch.Generator().manual_seed(seed)))
     cl = bank["clips"].to(device)
     g_held = torch.Generator().manual_seed(1000)
-    held = [data.camera_clip(x, 64, 9, g_held) for _, x in data.eval_crops(64, per_photo=1)]
+    held = [pairs.camera_clip(x, 64, 9, g_held) for _, x in catalogue.eval_crops(64, per_photo=1)]
 
     def vae_step(step, g):
         # 32 px windows of the 64 px clips: the VAE is convolutional, a quarter of the pixels per clip
@@ -334,7 +337,7 @@ def pretrain_wan(folder, wdir, names):
     lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
     vae.register_to_config(latents_mean=lat["mean"], latents_std=lat["std"])
     z = lat["z"].to(device)
-    ctx, _ = caption_contexts(parts, list(names.values()) + [data.GIF_CAPTION], zero_pad=True)
+    ctx, _ = caption_contexts(parts, list(names.values()) + [catalogue.GIF_CAPTION], zero_pad=True)
 
     def call(tf_, x, t, c, _):
         return tf_(hidden_states=x, timestep=t * 1000, encoder_hidden_states=c, return_dict=False)[0]
@@ -365,7 +368,7 @@ def sample_sheet(folder, path):
         x = x + (t2 - t) * bb.velocity(x, torch.full((4,), float(t)))[0]
     img = (bb.decode(x) + 1) / 2
     frames = img[:, :, img.shape[2] // 2] if bb.video else img  # the middle frame
-    data.write_image(path, torch.cat(list(frames), dim=2))
+    media.write_image(path, torch.cat(list(frames), dim=2))
 
 
 def main():
@@ -375,17 +378,17 @@ def main():
         fail("--device=cuda: no CUDA GPU here")
     torch.set_num_threads(threads)
     names = training_photos()
-    missing = sorted(set(data.TRAIN_PHOTOS) - set(names)) if not pip_only else []
+    missing = sorted(set(catalogue.TRAIN_PHOTOS) - set(names)) if not pip_only else []
     if missing:
         print(f"note: {len(missing)} training photos are not installed ({', '.join(missing[:3])}, ...): "
-              f"apt-get install {' '.join(data.DEBIAN_PACKAGES)}")
+              f"apt-get install {' '.join(catalogue.DEBIAN_PACKAGES)}")
     for kind in (["tiny-flux", "tiny-wan"] if which == "both" else [which]):
         folder, wdir = os.path.join(out, kind), os.path.join(work, kind)
         os.makedirs(folder, exist_ok=True)
         os.makedirs(wdir, exist_ok=True)
         log = (pretrain_flux if kind == "tiny-flux" else pretrain_wan)(folder, wdir, names)
         log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads, photos=list(names),
-                   held_out=list(data.HELD_OUT))
+                   held_out=list(catalogue.HELD_OUT))
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
             json.dump(log, f, indent=1)
         sample_sheet(folder, os.path.join(folder, "samples.png"))

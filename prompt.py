@@ -37,18 +37,6 @@ class Prompt(nn.Module):
     def shape(self):
         return tuple(self.bank.shape[1:]) + (self.gates.numel(),)
 
-    @property
-    def coarse(self):
-        """(width, gain) of a coarse prompt (bridge.coarse, train.py --coarse); width 0: the paper's."""
-        return float(self.meta.get("coarse", 0)), float(self.meta.get("gain", 1))
-
-    @property
-    def decode(self):
-        """The decode chosen for this prompt (eval.py --choose_detail), (keep_detail, decoded_above,
-        min_change) of sample.restore, each None where none was chosen (then the backbone's, 0, 0)."""
-        keys = ("keep_detail", "decoded_above", "min_change")
-        return tuple(None if self.meta.get(k) is None else float(self.meta[k]) for k in keys)
-
     def describe(self):
         k, d, g = self.shape
         return f"{self.meta.get('backbone', '?')} ({k}x{d}, {g} gates)"

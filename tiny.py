@@ -6,8 +6,7 @@ tiny-flux: AutoencoderKL (16 latent channels, 4x) + FluxTransformer2DModel (2 do
 tiny-wan:  AutoencoderKLWan (48 channels, 4x space, 4x time) + WanTransformer3DModel (6 blocks,
            4 heads x 32) + a UMT5 encoder with the ByT5 tokenizer.
            48 latent channels (as Wan 2.2's VAE), not Wan 2.1's 16: 4 frames x 4 x 4 px x 3 colours
-           into 16 numbers is 12x compression, too much for a VAE this small (on the same 300 steps
-           it kept 14.1 dB of held-out clips with 16 channels, 20.6 dB with 48; README).
+           into 16 numbers is 12x compression, too much for a VAE this small (docs/tiny.md).
 The text encoders are random and frozen: a caption still gives its own context, which is all the
 conditioning pathway needs (ByT5 needs no vocabulary file, so nothing is downloaded).
 The tiny FLUX has no CLIP: its pooled vector is the mean of the T5 states (backbones.tiny_pooled).

@@ -16,8 +16,10 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-import data  # noqa: E402
 import degrade  # noqa: E402
+import media  # noqa: E402
+import pairs  # noqa: E402
+import photos  # noqa: E402
 
 SOURCES = dict(haze="rocket", rain="coffee", snow="flower", lowlight="coffee", blur="rocket")
 
@@ -37,25 +39,25 @@ def sheet(task="haze"):
         out.paste(img.resize((w, h)), (i * (w + 4), 0))
         draw.text((i * (w + 4) + 4, h + 5), label, fill="black")
     dest = os.path.join(os.path.dirname(HERE), "docs", f"example_{task}.png")
-    data.write_image(dest, torch.from_numpy(np.array(out)).permute(2, 0, 1) / 255.0)  # atomic, like every output
+    media.write_image(dest, torch.from_numpy(np.array(out)).permute(2, 0, 1) / 255.0)  # atomic, like every output
     print("wrote", dest)
 
 
 def main():
     os.makedirs(os.path.join(HERE, "clean"), exist_ok=True)
     for i, (task, name) in enumerate(SOURCES.items()):
-        img = data.photo(name)
+        img = photos.photo(name)
         _, h, w = img.shape
         s = 256 / min(h, w)
-        img = data.resize(img, round(h * s), round(w * s))
+        img = media.resize(img, round(h * s), round(w * s))
         _, h, w = img.shape
         img = img[:, (h - 256) // 2:(h + 256) // 2, (w - 256) // 2:(w + 256) // 2]
-        data.write_image(os.path.join(HERE, "clean", f"{task}.png"), img)
-        data.write_image(os.path.join(HERE, f"{task}.png"), degrade.degrade(task, img, torch.Generator().manual_seed(i)))
+        media.write_image(os.path.join(HERE, "clean", f"{task}.png"), img)
+        media.write_image(os.path.join(HERE, f"{task}.png"), degrade.degrade(task, img, torch.Generator().manual_seed(i)))
     g = torch.Generator().manual_seed(10)
-    clip = data.camera_clip(data.photo("flower"), 64, 17, g)
-    data.write_video(os.path.join(HERE, "clean", "clip_rain.mp4"), clip, 8.0)
-    data.write_video(os.path.join(HERE, "clip_rain.mp4"), degrade.degrade("rain", clip, g), 8.0)
+    clip = pairs.camera_clip(photos.photo("flower"), 64, 17, g)
+    media.write_video(os.path.join(HERE, "clean", "clip_rain.mp4"), clip, 8.0)
+    media.write_video(os.path.join(HERE, "clip_rain.mp4"), degrade.degrade("rain", clip, g), 8.0)
     print("wrote", sorted(os.listdir(HERE)))
 
 

@@ -141,31 +141,3 @@ def test_training_times_in_range():
 def test_unknown_bridge():
     with pytest.raises(ValueError, match="unknown bridge"):
         bridge.coefficients("ddim", torch.tensor(0.1))
-
-
-def test_lowpass_keeps_the_coarse_and_drops_the_fine():
-    flat = torch.full((2, 3, 12, 12), 1.5)
-    checker = (torch.arange(12)[:, None] + torch.arange(12)[None, :]) % 2 * 2.0 - 1  # +-1 per pixel
-    assert torch.allclose(bridge.lowpass(flat, 2.0), flat, atol=1e-6)
-    assert bridge.lowpass(checker.expand(2, 3, 12, 12), 2.0).abs().max() < 0.05
-    clip = torch.randn(1, 4, 3, 10, 10)  # a video latent: each frame on its own
-    assert torch.allclose(bridge.lowpass(clip, 1.0)[:, :, 1], bridge.lowpass(clip[:, :, 1], 1.0), atol=1e-6)
-
-
-def test_coarse_takes_the_fine_velocity_from_the_bare_backbone():
-    g = torch.Generator().manual_seed(0)
-    bare = torch.randn(2, 4, 16, 16, generator=g)
-    shift = torch.randn(2, 4, 1, 1, generator=g)  # a flat colour move: coarse
-    fine = ((torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1) * 0.5
-    prompted = bare + shift - fine  # the prompt moves the colour and drops part of the fine field
-    assert torch.equal(bridge.coarse(prompted, bare, 0), prompted)  # width 0: the paper's prompt
-    assert (bridge.coarse(prompted, bare, 2.0) - (bare + shift)).abs().max() < 0.03
-    # the gain scales the coarse move only (the fine field still comes from the bare velocity)
-    assert (bridge.coarse(prompted, bare, 2.0, 3.0) - (bare + 3 * shift)).abs().max() < 0.09
-    assert torch.equal(bridge.coarse(prompted, bare, 0, 3.0), prompted)
-    # mixed: the bare velocity comes last; a prompt of width 0 stays as it is
-    many = lambda x, s: torch.stack([prompted, bare + shift, bare])  # noqa: E731
-    out = bridge.mixed(many, [2.0, 0])(bare, torch.ones(2))
-    assert (out - (bare + shift)).abs().max() < 0.03
-    out = bridge.mixed(many, [2.0, 0], [5.0, 1.0])(bare, torch.ones(2))
-    assert (out - (bare + 3 * shift)).abs().max() < 0.15  # the mean of bare + 5 shift and bare + shift

@@ -7,7 +7,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import eval as ev
-from conftest import run
+from conftest import run, run_here
 
 
 def pair(seed=0, shape=(3, 40, 52)):
@@ -40,36 +40,42 @@ def test_metrics_quantize_and_average_frames():
     assert ev.metrics(q, q + 0.001)["psnr"] == float("inf")  # equal after uint8 quantization
 
 
-def test_eval_writes_csv_json_and_table(random_tiny, tmp_path):
+def test_eval_writes_csv_json_and_table(random_tiny, clean_folder, tmp_path):
     import backbones
+    import extensions
     import prompt as prompt_lib
     bb = backbones.load(random_tiny["tiny-flux"], device="cpu")
-    p = bb.new_prompt(task="haze", bridge="ebr", t0=bb.t0)  # gates at zero, the bare row's T0: the bare backbone
-    prompt_lib.save(p, tmp_path / "haze.safetensors")
-    code, outp, err = run("eval.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}", "--data=photos",
-                          "--count=2", "--size=32", f"--prompts={tmp_path / 'haze.safetensors'}", f"--out={tmp_path}")
-    assert code == 0, err
-    summary = json.load(open(tmp_path / "summary.json"))
-    assert set(summary["summary"]) == {"degraded", "VAE round trip of clean", "bare backbone", "prompt ebr"}
-    assert summary["pairs"] == 2 and "lpips" in summary["unavailable"]
-    assert "PSNR-Y" in outp and "unavailable" in outp
-    rows = open(tmp_path / "per_image.csv").read().splitlines()
-    assert len(rows) == 1 + 2 * 4  # header + 2 pairs x 4 methods
-    # a prompt with zero gates is the bare backbone: the same numbers (same seed, same start)
-    assert summary["summary"]["prompt ebr"] == summary["summary"]["bare backbone"]
-    assert summary["summary"]["bare backbone"] != summary["summary"]["degraded"]
+    # gates at zero at the bare row's T0 (with extensions: this kind's; --paper: the backbone's):
+    # the bare backbone, so the same numbers as the bare row
+    for paper, t0 in ((False, extensions.defaults(bb.kind)["t0"]), (True, bb.t0)):
+        prompt_lib.save(bb.new_prompt(task="haze", bridge="ebr", t0=t0), tmp_path / "haze.safetensors")
+        out = tmp_path / f"paper{paper}"
+        code, outp, err = run_here("eval.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}",
+                                   f"--data={clean_folder}", "--count=2", "--size=32", f"--paper={paper}",
+                                   f"--prompts={tmp_path / 'haze.safetensors'}", f"--out={out}")
+        assert code == 0, err
+        summary = json.load(open(out / "summary.json"))
+        assert set(summary["summary"]) == {"degraded", "VAE round trip of clean", "bare backbone", "prompt ebr"}
+        assert summary["pairs"] == 2 and "lpips" in summary["unavailable"] and summary["paper"] == paper
+        assert ("the paper's method" in outp) == paper and "PSNR-Y" in outp and "unavailable" in outp
+        rows = open(out / "per_image.csv").read().splitlines()
+        assert len(rows) == 1 + 2 * 4  # header + 2 pairs x 4 methods
+        assert summary["summary"]["prompt ebr"] == summary["summary"]["bare backbone"]
+        assert summary["summary"]["bare backbone"] != summary["summary"]["degraded"]
+        assert (summary["decode"]["prompt ebr"] == list(extensions.PAPER_DECODE)) == paper
     # the pictures: degraded | VAE | bare | prompt | clean, each at the crop's size, the first one the input
-    import data
-    assert sorted(f.name for f in tmp_path.glob("pair_*.png")) == ["pair_0.png", "pair_1.png"]
-    pic = data.read_image(tmp_path / "pair_1.png")
+    import media
+    import pairs
+    assert sorted(f.name for f in out.glob("pair_*.png")) == ["pair_0.png", "pair_1.png"]
+    pic = media.read_image(out / "pair_1.png")
     assert pic.shape == (3, 32, 5 * 32)
-    deg = data.make_pairs("photos", "haze", 2, 32, 1, torch.Generator().manual_seed(0 + 7))[1][0]
+    deg = pairs.make_pairs(clean_folder, "haze", 2, 32, 1, torch.Generator().manual_seed(0 + 7))[1][0]
     assert (pic[:, :, :32] - deg).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_vae_only_rows(random_tiny, tmp_path):
     # the VAE's ceiling alone, at any size: no prompt is needed (none is looked up)
-    code, outp, err = run("eval.py", "--vae_only", "--prompts=no/such.safetensors", f"--backbone={random_tiny['tiny-flux']}",
+    code, outp, err = run_here("eval.py", "--vae_only", "--prompts=no/such.safetensors", f"--backbone={random_tiny['tiny-flux']}",
                           "--data=photos", "--count=1", "--size=64", f"--out={tmp_path}")
     assert code == 0, err
     summary = json.load(open(tmp_path / "summary.json"))
@@ -78,15 +84,15 @@ def test_vae_only_rows(random_tiny, tmp_path):
 
 def test_unchanged_pairs_are_left_out_of_every_mean(random_tiny, tmp_path):
     # a blur of one pixel over a flat crop changes nothing: its PSNR is infinite, and so was the mean
-    import data
+    import media
     for d in ("input", "gt"):
         (tmp_path / "pairs" / d).mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
     a, b = torch.rand(3, 40, 40, generator=g), torch.rand(3, 40, 40, generator=g)
     for name, deg, clean in [("same.png", a, a), ("other.png", b, a)]:
-        data.write_image(tmp_path / "pairs" / "input" / name, deg)
-        data.write_image(tmp_path / "pairs" / "gt" / name, clean)
-    code, outp, err = run("eval.py", "--vae_only", f"--backbone={random_tiny['tiny-flux']}", f"--data={tmp_path / 'pairs'}",
+        media.write_image(tmp_path / "pairs" / "input" / name, deg)
+        media.write_image(tmp_path / "pairs" / "gt" / name, clean)
+    code, outp, err = run_here("eval.py", "--vae_only", f"--backbone={random_tiny['tiny-flux']}", f"--data={tmp_path / 'pairs'}",
                           "--count=6", "--size=32", f"--out={tmp_path / 'out'}")
     assert code == 0, err
     summary = json.load(open(tmp_path / "out" / "summary.json"))
@@ -96,7 +102,7 @@ def test_unchanged_pairs_are_left_out_of_every_mean(random_tiny, tmp_path):
     # only unchanged pairs: a one-line error, not a table of infinities
     (tmp_path / "pairs" / "input" / "other.png").unlink()
     (tmp_path / "pairs" / "gt" / "other.png").unlink()
-    code, outp, err = run("eval.py", "--vae_only", f"--backbone={random_tiny['tiny-flux']}", f"--data={tmp_path / 'pairs'}",
+    code, outp, err = run_here("eval.py", "--vae_only", f"--backbone={random_tiny['tiny-flux']}", f"--data={tmp_path / 'pairs'}",
                           "--count=2", "--size=32", f"--out={tmp_path / 'out2'}")
     assert code == 2 and "nothing to evaluate" in err and "Traceback" not in err
 
@@ -117,18 +123,19 @@ def test_score_is_min_max_normalized_mean():
     assert got["a"] == pytest.approx((1 - 1) / 2) and got["b"] == pytest.approx((10 / 10.04 - 0.5) / 2)
 
 
-def test_choose_detail_writes_the_best_scored_width_into_the_prompt(random_tiny, tmp_path):
+def test_choose_decode_writes_the_best_scored_decode_into_the_prompt(random_tiny, clean_folder, tmp_path):
     import backbones
+    import extensions
     import prompt as prompt_lib
     bb = backbones.load(random_tiny["tiny-flux"], device="cpu")
     path = tmp_path / "haze.safetensors"
     prompt_lib.save(bb.new_prompt(task="haze", bridge="ebr", t0=bb.t0), path)
-    args = ["eval.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}", "--count=2", "--size=32",
-            f"--prompts={path}", "--choose_detail=0,1,4"]
-    code, outp, err = run(*args)  # the held-out photos are for the tables, never for choosing
-    assert code != 0 and "--data=photos" in err and "Traceback" not in err
-    assert prompt_lib.load(path).decode == (None, None, None)
-    code, outp, err = run(*args, "--data=photos", "--choose_above=0,0.1", "--choose_floor=0,0.01")
+    args = ["choose_decode.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}", "--count=2", "--size=32",
+            f"--prompt={path}", "--keep_detail=0,1,4"]
+    code, outp, err = run_here(*args, "--data=heldout")  # the held-out photos are for the tables, never for choosing
+    assert code == 2 and "training pairs" in err
+    assert extensions.decode_of(prompt_lib.load(path)) == (None, None, None)
+    code, outp, err = run_here(*args, f"--data={clean_folder}", "--decoded_above=0,0.1", "--min_change=0,0.01")
     assert code == 0, err
     rows = [line.split() for line in outp.splitlines() if line[:1] in "014" and len(line.split()) >= 6]
     scores = {tuple(float(v) for v in r[:3]): float(r[5]) for r in rows}
@@ -136,4 +143,4 @@ def test_choose_detail_writes_the_best_scored_width_into_the_prompt(random_tiny,
     assert set(scores) == {(0.0, 0.0, 0.0)} | {(w, a, f) for w in (1.0, 4.0) for a in (0.0, 0.1) for f in (0.0, 0.01)}
     assert len(chosen) == 1
     assert scores[chosen[0]] == max(scores.values())
-    assert prompt_lib.load(path).decode == chosen[0]
+    assert extensions.decode_of(prompt_lib.load(path)) == chosen[0]

@@ -1,0 +1,124 @@
+"""What this repo adds to the paper. Everything here is off with --paper, and each piece alone
+with the switch named beside it.
+
+- coarse prompt: the prompt steers only the low-passed velocity, its fine part is the bare
+  backbone's (train.py --coarse=W --gain=g; off: --coarse=0). Why: on a small prior the paper's
+  prompt gives up the prior's denoising and leaves fine-grained noise (docs/extensions.md).
+- kept detail: output = input + the low-passed restored change, so the input's fine detail never
+  goes through a small, lossy VAE (sample.py --keep_detail=W; off: 0).
+- decoded_above: where that change is large (a streak removed), the decoded latent (off: 0).
+- min_change: changes too small to be a restoration are left out (off: 0).
+- a decode chosen per prompt on training photos (choose_decode.py), stored in the prompt file.
+"""
+import torch
+import torch.nn.functional as F
+
+# What new prompts, and prompts with no decode of their own, get on each backbone kind: measured
+# to restore better on the tiny image backbone (docs/RESULTS.md); every other kind: the paper's.
+PER_KIND = {"tiny-flux": dict(coarse=2.0, gain=8.0, t0=0.1, keep_detail=2.0)}
+DECODE_KEYS = ("keep_detail", "decoded_above", "min_change")
+PAPER_DECODE = (0.0, 0.0, 0.0)  # the decoded latent as it is
+# said when the output is the input itself (sample.py prints it, the web page shows it)
+UNCHANGED = "unchanged: the decode left out every change (min_change; --paper or --min_change=0 shows the raw output)"
+
+
+def defaults(kind):
+    return PER_KIND.get(kind, {})
+
+
+# ------------------------------------------------------------------------- the coarse prompt
+
+def lowpass(x, width):
+    """The coarse part of a latent field: a Gaussian blur of std `width` latent pixels over the
+    last two (spatial) dims, each channel and frame on its own, mirrored at the edges (a latent
+    smaller than the kernel repeats its border instead)."""
+    r = max(1, round(3 * width))
+    k = torch.exp(-torch.arange(-r, r + 1, device=x.device, dtype=x.dtype) ** 2 / (2 * width**2))
+    k = (k / k.sum()).reshape(1, 1, 1, -1)
+    y = x.reshape(-1, 1, *x.shape[-2:])
+    mode = "reflect" if r < min(x.shape[-2:]) else "replicate"
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode=mode), k)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode=mode), k.transpose(2, 3))
+    return y.reshape(x.shape)
+
+
+def coarse_of(p):
+    """(width, gain) a prompt was trained with; width 0 is the paper's prompt form (None: bare)."""
+    if p is None:
+        return 0.0, 1.0
+    return float(p.meta.get("coarse", 0)), float(p.meta.get("gain", 1))
+
+
+def coarse(v_prompt, v_bare, width, gain=1.0):
+    """v_bare + gain * lowpass(v_prompt - v_bare): the prompt's coarse move on the bare backbone's
+    fine detail. The gain: EBR's target velocity carries the degradation divided by T0, so a small
+    T0 asks the prompt for more than it can give; with a gain g it gives 1/g of that."""
+    return v_prompt if not width else v_bare + gain * lowpass(v_prompt - v_bare, width)
+
+
+def prompted(bb, p, z_t, sigma):
+    """The velocity one prompt gives, as training and the sampler use it: its own (the paper), or
+    for a coarse prompt its low-pass on the bare backbone's fine part (no gradient through that)."""
+    width, gain = coarse_of(p)
+    v = bb.velocity(z_t, sigma, [p])[0]
+    if not width:
+        return v
+    with torch.no_grad():
+        v_bare = bb.velocity(z_t, sigma)[0]
+    return coarse(v, v_bare, width, gain)
+
+
+def velocities(call, prompts):
+    """The prompts' velocities [k, B, ...] as the sampler follows them. call(list) -> velocity_many
+    runs the backbone (tiled) for a list of prompts, None for the bare backbone. Paper-form prompts
+    pass as they are; a coarse one gets the bare backbone called too, in the same batch, and its
+    low-pass put on the bare fine part (over the whole latent: after tiling)."""
+    forms = [coarse_of(p) for p in prompts]
+    if not any(w for w, _ in forms):
+        return call(list(prompts))
+    many = call(list(prompts) + [None])
+
+    def velocity(x, sigma):
+        vs = many(x, sigma)
+        return torch.stack([coarse(v, vs[-1], w, g) for v, (w, g) in zip(vs[:-1], forms)])
+    return velocity
+
+
+# ------------------------------------------------------------------------------- the decode
+
+def decode_of(p):
+    """The decode chosen for a prompt (choose_decode.py): (keep_detail, decoded_above,
+    min_change), each None where none was chosen."""
+    return tuple(None if p.meta.get(k) is None else float(p.meta[k]) for k in DECODE_KEYS)
+
+
+def decode_settings(kind, prompts, keep_detail=-1.0, decoded_above=-1.0, min_change=-1.0):
+    """The decode a restore uses: each option where given (>= 0), else the prompts' own choice,
+    else the backbone kind's default width and 0, 0. A mix takes the smallest of each (0: none),
+    which passes the most of every prompt's change."""
+    own = [decode_of(p) for p in prompts if p is not None] or [(None, None, None)]
+    width = min(defaults(kind).get("keep_detail", 0.0) if w is None else w for w, _, _ in own)
+    above = min([a for _, a, _ in own if a] or [0.0])
+    floor = min(f or 0.0 for _, _, f in own)
+    pick = lambda option, own_: option if option >= 0 else own_  # noqa: E731
+    return pick(keep_detail, width), pick(decoded_above, above), pick(min_change, floor)
+
+
+def apply_decode(x, decoded, base, width, above=0.0, floor=0.0):
+    """The output pixels: the decoded latent (width 0, the paper), or the input plus the low-pass
+    of what the restoration changed, decoded - base, with base = D(E(x)) the input's own round
+    trip. floor: a non-negative garrote, c (1 - floor^2 / c^2), so a drift of a grey level where
+    there was nothing to restore is left out and a real change passes nearly whole. above: where
+    the change (mean over colours, blurred 1 px) reaches it, fade to the decoded latent: there
+    the input's detail is what was removed (a streak, a flake)."""
+    if not width:
+        return decoded
+    change = decoded - base
+    move = lowpass(change, width)
+    if floor:
+        move = move * (1 - floor**2 / move.square().clamp(min=1e-12)).clamp(min=0)
+    out = (x + move).clamp(0, 1)
+    if not above:
+        return out
+    m = (lowpass(change.abs().mean(0, keepdim=True), 1.0) / above).clamp(0, 1)
+    return m * decoded + (1 - m) * out

@@ -1,0 +1,192 @@
+"""Training and evaluation pairs (degraded, clean): random crops and virtual-camera clips of the
+photos, paired folders, JSON lists in the authors' format, generated clean images.
+"""
+import glob
+import json
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+
+import photos  # photos.photo is looked up on the module, so that tests can patch it
+from media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, resize
+
+
+def random_crop(img, size, g, min_scale=0.25, max_scale=1.0):
+    """A random rescale (relative to the photo), crop and horizontal flip: [3, size, size]."""
+    _, h, w = img.shape
+    lo = max(min_scale, size / min(h, w))  # never upsample past the photo's own resolution
+    s = lo + (max(max_scale, lo) - lo) * torch.rand((), generator=g).item()
+    img = resize(img, max(size, round(h * s)), max(size, round(w * s)))
+    _, h, w = img.shape
+    y = torch.randint(0, h - size + 1, (), generator=g).item()
+    x = torch.randint(0, w - size + 1, (), generator=g).item()
+    crop = img[:, y:y + size, x:x + size]
+    return crop.flip(-1) if torch.rand((), generator=g) < 0.5 else crop
+
+
+def camera_clip(img, size, frames, g):
+    """A virtual camera moving over a photo (pan and zoom): [3, frames, size, size]."""
+    _, h, w = img.shape
+    # boxes as (centre y, centre x, half side) in normalized [-1, 1] coordinates
+    def box():
+        half = 0.25 + 0.5 * torch.rand((), generator=g).item()
+        cy, cx = [(1 - half) * (2 * torch.rand((), generator=g).item() - 1) for _ in range(2)]
+        return torch.tensor([cy, cx, half])
+    a, b = box(), box()
+    b = a + (b - a) * 0.3  # gentle motion: a third of the way to a second random box
+    s = torch.linspace(0, 1, frames)[:, None]
+    cy, cx, half = (a + (b - a) * s).unbind(-1)
+    aspect = h / w  # keep pixels square: the box spans `half` of the shorter side
+    sx, sy = half * min(1, aspect), half * min(1, 1 / aspect)
+    theta = torch.zeros(frames, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, sy, cy
+    grid = F.affine_grid(theta, (frames, 3, size, size), align_corners=False)
+    src = resize(img, min(h, 4 * size), round(w * min(h, 4 * size) / h)) if h > 4 * size else img
+    clip = F.grid_sample(src[None].expand(frames, -1, -1, -1), grid, mode="bilinear",
+                         padding_mode="reflection", align_corners=False)
+    if torch.rand((), generator=g) < 0.5:
+        clip = clip.flip(-1)
+    return clip.permute(1, 0, 2, 3).clamp(0, 1)
+
+
+def gif_clip(frames_all, size, frames, g):
+    """`frames` consecutive GIF frames, upscaled to size x size."""
+    n = frames_all.shape[1]
+    start = torch.randint(0, max(1, n - frames + 1), (), generator=g).item()
+    idx = [(start + i) % n for i in range(frames)]
+    return resize(frames_all[:, idx], size, size)
+
+
+def paired_folder(folder):
+    """input/ and gt/ with matching file names -> [(input_path, gt_path)]."""
+    inp, gt = os.path.join(folder, "input"), os.path.join(folder, "gt")
+    pairs = []
+    for f in list_images(inp):
+        match = os.path.join(gt, os.path.basename(f))
+        if not os.path.isfile(match):
+            stem = os.path.splitext(os.path.basename(f))[0]
+            found = [g for g in list_images(gt) if os.path.splitext(os.path.basename(g))[0] == stem]
+            if not found:
+                raise InputError(f"{f}: no matching ground truth in {gt}")
+            match = found[0]
+        pairs.append((f, match))
+    if not pairs:
+        raise InputError(f"{folder}: no images in {inp}")
+    return pairs
+
+
+def json_list(path, task=None):
+    """The authors' JSON format: [{"image_path", "target_path", "degradation", "dataset"}];
+    image_path/target_path may be lists of frames (video). Relative paths are taken from the
+    JSON file's folder."""
+    try:
+        items = json.load(open(path))
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not a readable JSON list ({e})") from None
+    root = os.path.dirname(os.path.abspath(path))
+    fix = lambda p: [fix(q) for q in p] if isinstance(p, list) else (p if os.path.isabs(p) else os.path.join(root, p))  # noqa: E731
+    out = []
+    for it in items:
+        if not isinstance(it, dict) or "image_path" not in it or "target_path" not in it:
+            raise InputError(f"{path}: every entry needs image_path and target_path")
+        if task and it.get("degradation", task) != task:
+            continue
+        out.append((fix(it["image_path"]), fix(it["target_path"])))
+    if not out:
+        raise InputError(f"{path}: no entries" + (f" for degradation {task!r}" if task else ""))
+    return out
+
+
+def load_pair_item(item):
+    """A (degraded, clean) pair of paths (or lists of frame paths) -> tensors."""
+    def one(p):
+        if isinstance(p, list):
+            return torch.stack([read_image(f) for f in p], dim=1)
+        return read_video(p)[0] if is_video(p) else read_image(p)
+    deg, clean = one(item[0]), one(item[1])
+    if deg.shape != clean.shape:
+        raise InputError(f"{item[0]}: size {tuple(deg.shape)} differs from its target {tuple(clean.shape)}")
+    return deg, clean
+
+
+def _aligned_crop(deg, clean, size, g):
+    """The same random crop of a pair ([3, H, W] or [3, F, H, W]); smaller inputs are resized up."""
+    h, w = clean.shape[-2:]
+    if min(h, w) < size:
+        s = size / min(h, w)
+        deg, clean = resize(deg, math.ceil(h * s), math.ceil(w * s)), resize(clean, math.ceil(h * s), math.ceil(w * s))
+        h, w = clean.shape[-2:]
+    y = torch.randint(0, h - size + 1, (), generator=g).item()
+    x = torch.randint(0, w - size + 1, (), generator=g).item()
+    return deg[..., y:y + size, x:x + size], clean[..., y:y + size, x:x + size]
+
+
+def _window(clip, frames, g):
+    n = clip.shape[1]
+    if n < frames:
+        raise InputError(f"a training clip has {n} frames; {frames} are needed")
+    s = torch.randint(0, n - frames + 1, (), generator=g).item()
+    return clip[:, s:s + frames]
+
+
+def make_pairs(source, task, n, size, frames, g, video=False, clean=None):
+    """n (degraded, clean) pixel pairs of `size` px (clips of `frames` frames if video).
+
+    source: 'photos' (the shipped training photos, degraded synthetically), 'heldout' (the
+    evaluation crops, never used for training), a folder with input/ and gt/ (paired), a folder
+    of clean images or videos (degraded synthetically), a .json list in the authors' format, or
+    'generate' with the clean images passed in `clean` (a list of tensors).
+    """
+    from degrade import degrade
+    if source == "heldout":
+        out = []
+        for i, (name, img) in enumerate(photos.eval_crops(size)):
+            gi = torch.Generator().manual_seed(1000 + i)
+            x = camera_clip(img, size, frames, gi) if video else img
+            out.append((degrade(task, x, gi), x))
+        return out[:n] if n else out
+    if source == "photos" or source == "generate":
+        imgs = list(clean) if source == "generate" else photos.available(photos.TRAIN_PHOTOS)
+        loaded, out = {}, []  # photos are read when first drawn, kept as uint8 (73 photos: 0.8 GB)
+        for _ in range(n):
+            img = imgs[torch.randint(len(imgs), (), generator=g).item()]
+            if isinstance(img, str):
+                if img not in loaded:
+                    loaded[img] = (photos.photo(img) * 255).round().to(torch.uint8)
+                img = loaded[img].float() / 255
+            if img.ndim == 4:
+                x = _aligned_crop(img, img, size, g)[1]
+                x = _window(x, frames, g) if video else x[:, 0]
+            else:
+                x = camera_clip(img, size, frames, g) if video else random_crop(img, size, g)
+            out.append((degrade(task, x, g), x))
+        return out
+    if os.path.isfile(source) and source.endswith(".json"):
+        items = json_list(source, task)
+    elif os.path.isdir(os.path.join(source, "input")):
+        items = paired_folder(source)
+    elif os.path.isdir(source):
+        files = [f for f in sorted(glob.glob(os.path.join(source, "*"))) if f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
+        if not files:
+            raise InputError(f"{source}: no images or videos")
+        cleans = [read_video(f)[0] if is_video(f) else read_image(f) for f in files]
+        return make_pairs("generate", task, n, size, frames, g, video, clean=cleans)
+    else:
+        raise InputError(f"--data {source!r}: not 'photos', 'generate', a folder or a .json list")
+    loaded = [load_pair_item(it) for it in items]
+    out = []
+    for _ in range(n):
+        deg, cl = loaded[torch.randint(len(loaded), (), generator=g).item()]
+        if video:
+            if deg.ndim != 4:
+                raise InputError("a video backbone needs clips (lists of frames or videos), got images")
+            s = torch.randint(0, max(1, deg.shape[1] - frames + 1), (), generator=g).item()
+            deg, cl = deg[:, s:s + frames], cl[:, s:s + frames]
+            if deg.shape[1] < frames:
+                raise InputError(f"a training clip has {deg.shape[1]} frames; {frames} are needed")
+        elif deg.ndim == 4:
+            deg, cl = deg[:, 0], cl[:, 0]
+        out.append(_aligned_crop(deg, cl, size, g))
+    return out
