@@ -1,26 +1,15 @@
-"""Speed of training and restoring, measured side by side; prints a table.
+"""Speed of training and restoring, measured side by side; prints a table of ratios.
 
     python bench.py                      # the shipped tiny-flux default on the CPU, 2 threads
-    python bench.py --size=512 --repeats=3
     python bench.py --arch=flux          # the real FLUX.1-dev architecture on this GPU, random weights
-    python bench.py --arch=wan           # the real Wan 2.1 T2V 1.3B architecture on this GPU
+    python bench.py --arch=wan           # the real Wan 2.1 T2V 1.3B architecture; tiny-flux|tiny-wan anywhere
 
-Without --arch, the tiny default on the CPU. Ratios, not seconds, are the targets (these machines
-are noisy):
-  train step / one backbone forward at the same batch and size   (floor ~2, target <= 2.5)
-  restore time / (backbone calls x one call)                       (target <= 1.15)
-  mixing k prompts / one prompt, batched call                      (k = 2, 3)
-and the wall time of restoring a 512x512 photo end to end (target <= 20 s on 2 cores).
-
-With --arch=flux|wan, the architecture is built from its config with random bf16 weights directly
-on the GPU, the VAE from its real config, random text contexts of the right shapes: nothing is
-downloaded, so you learn what your GPU can do before fetching the weights. Rows: one forward (no
-grad, with the training's attention kernels) and the train step (train.train_step) at the
-training size and at the restore size, with and without gradient checkpointing (time and peak
-GPU memory); restore / (calls x one call) end to end and for the
-sampler alone; VAE encode+decode in fp32 and bf16; tiles (FLUX) or frame windows (Wan); mixing
-two prompts. Without a GPU it prints one line and exits with code 2.
---arch=tiny-flux|tiny-wan measures the same rows on the tiny architectures, on any device.
+Ratios, not seconds, are the targets (these machines are noisy): a train step over one forward
+(<= 2.5), a restore over its backbone calls (<= 1.15), mixing k prompts over one; and the wall
+time of a 512 px photo (<= 20 s on 2 cores). --arch builds the architecture from its config with
+random weights on the GPU (nothing downloaded) and adds peak GPU memory: forward and train step
+with and without gradient checkpointing, restore end to end and the sampler alone, the VAE in
+fp32 and bf16, tiles or windows, mixing. Without a GPU --arch=flux|wan says so and exits 2.
 """
 import contextlib
 import statistics

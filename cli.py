@@ -1,6 +1,5 @@
-"""Command-line plumbing shared by train.py, sample.py, eval.py, bench.py and pretrain.py:
-nanoGPT-style `--key=value` (or `--key value`) overrides of module-level config, `--help` read
-from the script's config block, and one-line errors.
+"""Command-line plumbing shared by the scripts: nanoGPT-style `--key=value` (or `--key value`)
+overrides of module-level config, `--help` read from the script's config block, one-line errors.
 
 The config block of a script is the module-level assignments after a line that starts with
 `# ----` and contains `config`, up to the first statement that is not an assignment:

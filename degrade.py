@@ -1,4 +1,4 @@
-"""Synthetic degradations (DESIGN.md section 8), each with randomized, seeded parameters.
+"""Synthetic degradations, each with randomized, seeded parameters.
 
     degrade(task, x, g) -> degraded x
 x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1]; g: a torch.Generator. A clip gets one

@@ -13,8 +13,8 @@ with the switch named beside it.
 import torch
 import torch.nn.functional as F
 
-# What new prompts, and prompts with no decode of their own, get on each backbone kind: measured
-# to restore better on the tiny image backbone (docs/RESULTS.md); every other kind: the paper's.
+# What new prompts, and prompts with no decode of their own, get on each backbone kind: where they
+# restore better (the tiny image backbone, docs/RESULTS.md); every other kind: the paper's.
 PER_KIND = {"tiny-flux": dict(coarse=2.0, gain=8.0, t0=0.1, keep_detail=2.0)}
 DECODE_KEYS = ("keep_detail", "decoded_above", "min_change")
 PAPER_DECODE = (0.0, 0.0, 0.0)  # the decoded latent as it is

@@ -1,21 +1,14 @@
-"""Pre-train the tiny default backbones from scratch on real photos.
+"""Pre-train the tiny default backbones from scratch on real photos (docs/tiny.md).
 
     python pretrain.py                                  # both backbones, the recipe of the shipped weights
     python pretrain.py --which=tiny-flux --device=cuda  # on a GPU (minutes instead of hours)
     python pretrain.py --pip_only --vae_steps=5 --tf_steps=5 --out=/tmp/w --work=/tmp/w/work   # smoke run
 
-Photos: those scikit-image/-learn ship, and those of Debian's wallpaper packages (photos.DEBIAN_PACKAGES,
-`apt-get install` them), or a --photos folder. The held-out photos (photos.HELD_OUT) are never read.
-Ordinary text-to-image / text-to-video flow matching on clean data (the models never see a
-degradation). Per backbone, every stage saves into --work/<name>/ as it goes, and running the same
-command again resumes where it stopped (a long CPU run can be stopped and continued):
-  1. a bank of crops (images: 64 and 128 px at several scales; video: 9-frame virtual-camera clips),
-     cut once, so that a training step resizes nothing;
-  2. the VAE on the bank: L1 + MSE (+ a tiny KL pull), held-out round-trip PSNR every eval_every steps;
-  3. latent statistics -> the VAE's normalization, then the latents of the whole bank, cached;
-  4. the transformer on the cached latents: z_t = (1-t) x0 + t eps, loss ||v - (eps - x0)||^2, captions
-     dropped to the null text 20% of the time, so the context pathway carries information;
-  5. the diffusers folder layout in --out/<name>, with pretrain.json and a sample sheet.
+Plain text-to-image / text-to-video flow matching on clean photos (scikit-image's, scikit-learn's,
+Debian's wallpaper packages, or a --photos folder; never photos.HELD_OUT). Per backbone, in stages
+that save into --work/<name>/ and resume when run again: a bank of crops (or virtual-camera clips);
+the VAE (L1 + MSE + a tiny KL); latent statistics for its normalization and the cached latents; the
+transformer (captions dropped 20% of the time); the diffusers folder layout in --out/<name>.
 """
 import json
 import math

@@ -1,18 +1,12 @@
 """The gated residual prompt (paper Sec. 3.3, Table 5) and the only code that puts it into a block.
 
 A prompt is one bank P [1, K, D] shared by all attention blocks and one scalar gate per block,
-initialised at zero so that an untrained prompt leaves the backbone exactly as it was.
-It lives in the space the backbone's attention reads (after the text projection), not in
-token space: that is the paper's first finding (Sec. 3.1).
-
-How it enters (as in the authors' release):
-- FLUX (joint attention): double-stream block l: the normalized text stream entering attention
-  becomes norm_ctx + alpha_l P (attention input only); single-stream block l: the first K (text)
-  positions of the normalized sequence entering attention get + alpha_l P.
-- Wan (cross-attention): every attn2 returns Attn(h, c) + alpha_l * Attn(h, c + P).
-
-Injection uses forward hooks on the attention modules and binds their arguments by name, so it
-does not care whether diffusers passes the context by keyword or by position.
+initialised at zero so that an untrained prompt leaves the backbone exactly as it was. It lives
+where the backbone's attention reads text (after the text projection), not in token space.
+How it enters, as in the authors' release: FLUX double-stream block l: the normalized text stream
+entering attention becomes norm_ctx + alpha_l P; single-stream block l: its first K (text)
+positions get + alpha_l P. Wan: every attn2 returns Attn(h, c) + alpha_l Attn(h, c + P).
+Forward hooks bind the attention modules' arguments by name, so keyword or position alike.
 """
 import inspect
 import os

@@ -6,11 +6,10 @@
     python sample.py folder/ --tasks=lowlight --out=restored/
     torchrun --nproc_per_node=4 sample.py folder/ --tasks=rain --out=restored/   # inputs shared out
 
-A task is a name (prompts/<backbone>/<task>.safetensors; with --paper the paper-form prompt in
+A task is a name (prompts/<backbone>/<task>.safetensors; with --paper the paper-form one in
 prompts/<backbone>/paper/ where the shipped one is not) or a prompt file (ours or the authors' .pt).
 Several tasks are mixed: their velocities averaged in one sampler run at one T0. Any size (tiles.py).
-Without --paper, what extensions.py adds applies. Outputs: PNG, or mp4 at the input's fps; never
-written over an input.
+Without --paper, extensions.py applies. PNG, or mp4 at the input's fps; never over an input.
 """
 import os
 import sys

@@ -70,7 +70,7 @@ def psnr(a, b):
 
 def attention_kernels(dev, attention="auto"):
     """The attention kernels a training step may use on `dev`, or None for torch's own choice.
-    auto picks flash and memory-efficient on CUDA: cuDNN's attention backward crashed training
+    auto picks flash and memory-efficient on CUDA: cuDNN's attention backward fails when training
     FLUX on an H100 (docs/gpu.md)."""
     if attention == "torch" or (attention == "auto" and torch.device(dev).type != "cuda"):
         return None

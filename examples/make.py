@@ -2,11 +2,12 @@
 one degraded 256 px image per task, and a short degraded clip. Deterministic.
 
     python examples/make.py
-    python sample.py examples/haze.png --tasks=haze && python examples/make.py --sheet
-        # -> docs/example_haze.png: degraded | restored | clean, the README's first picture,
-        #    made from the very files the README's first command reads and writes
-    python sample.py examples/rain.png --tasks=rain && python examples/make.py --sheet=rain
-        # -> docs/example_rain.png (any of haze, rain, snow, lowlight, blur)
+    python sample.py examples/haze.png --tasks=haze
+    python sample.py examples/haze.png --tasks=haze --paper --out=examples/haze_paper.png
+    python examples/make.py --sheet=haze
+        # -> docs/example_haze.png: degraded | the paper's method | with extensions | clean, with
+        #    PSNR / SSIM, from the very files the README's first command reads and writes
+        #    (any of haze, rain, snow, lowlight, blur)
 """
 import os
 import sys
@@ -24,19 +25,27 @@ import photos  # noqa: E402
 SOURCES = dict(haze="rocket", rain="coffee", snow="flower", lowlight="coffee", blur="rocket")
 
 def sheet(task="haze"):
-    """Put the example, its restoration by sample.py and its clean source side by side, labelled."""
+    """Put the example, its restorations by sample.py (the paper's method, and with extensions)
+    and its clean source side by side, labelled with PSNR / SSIM against the clean image."""
     from PIL import Image, ImageDraw
-    names = [("degraded", f"{task}.png"), ("restored", f"{task}_restored_{task}.png"), ("clean", f"clean/{task}.png")]
+
+    import eval as evaluation
+    names = [("degraded", f"{task}.png"), ("the paper's method", f"{task}_paper.png"),
+             ("with extensions", f"{task}_restored_{task}.png"), ("clean", f"clean/{task}.png")]
     paths = [os.path.join(HERE, f) for _, f in names]
     for path in paths:
         if not os.path.isfile(path):
-            sys.exit(f"error: {path} is missing (run: python sample.py examples/{task}.png --tasks={task})")
-    imgs = [Image.open(path).convert("RGB") for path in paths]
-    w, h = imgs[0].size
-    out = Image.new("RGB", (3 * w + 8, h + 22), "white")
+            sys.exit(f"error: {path} is missing (run: python sample.py examples/{task}.png --tasks={task} and "
+                     f"python sample.py examples/{task}.png --tasks={task} --paper --out=examples/{task}_paper.png)")
+    imgs = [media.read_image(path) for path in paths]
+    _, h, w = imgs[0].shape
+    out = Image.new("RGB", (4 * w + 12, h + 22), "white")
     draw = ImageDraw.Draw(out)
     for i, ((label, _), img) in enumerate(zip(names, imgs)):
-        out.paste(img.resize((w, h)), (i * (w + 4), 0))
+        if i < 3:
+            m = evaluation.metrics(img, imgs[-1])
+            label += f"  {m['psnr']:.2f} dB / {m['ssim']:.3f}"
+        out.paste(Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), (i * (w + 4), 0))
         draw.text((i * (w + 4) + 4, h + 5), label, fill="black")
     dest = os.path.join(os.path.dirname(HERE), "docs", f"example_{task}.png")
     media.write_image(dest, torch.from_numpy(np.array(out)).permute(2, 0, 1) / 255.0)  # atomic, like every output
