@@ -73,7 +73,8 @@ class Backbone:
         for m in (transformer, vae):
             m.requires_grad_(False).eval()
         self.injector = prompt_lib.Injector(transformer)
-        self.text = None  # (tokenizer, encoder) kept only when asked for (notebooks, pre-training)
+        self.text = None  # (tokenizer, T5 encoder, length) kept only when asked for (notebooks, pre-training)
+        self.clip = None  # FLUX's (CLIP tokenizer, CLIP text model), kept with the text encoder
 
     # ----------------------------------------------------------------- prompts
     @property
@@ -123,7 +124,13 @@ class Backbone:
             raise RuntimeError("load the backbone with keep_text_encoder=True to encode text")
         tok, enc, length = self.text
         ctx, mask = t5_context(tok, enc, texts, length, self.zero_pad_text, embeds)
-        return dict(context=ctx, pooled=None if self.video else tiny_pooled(ctx, mask))
+        if self.video:
+            return dict(context=ctx, pooled=None)
+        if self.clip is None:  # the tiny FLUX: the mean of its T5 states
+            return dict(context=ctx, pooled=tiny_pooled(ctx, mask))
+        # FLUX: CLIP's pooled output of the same texts; token-space prompting tunes T5's input alone
+        texts = list(texts) if texts is not None else [""] * len(ctx)
+        return dict(context=ctx, pooled=clip_pooled(*self.clip, texts))
 
 
 class FluxBackbone(Backbone):
@@ -295,31 +302,33 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
 
     flux = kind == "flux"
-    tf = _pretrained(FluxTransformer2DModel if flux else WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
-    vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype)
+    # the text encoders first, for the null context; freed (unless kept) before the transformer
+    # moves to the device, so that they never share its memory
     sub = "_2" if flux else ""  # FLUX's T5 is its second text encoder; Wan has only UMT5
     tok = _pretrained(AutoTokenizer, where, f"tokenizer{sub}")
     enc = _pretrained(T5EncoderModel if flux else UMT5EncoderModel, where, f"text_encoder{sub}",
                       torch_dtype=dtype).to(device).eval()
     length = min(CONTEXT_LEN[kind], tok.model_max_length)
     context, mask = t5_context(tok, enc, [""], length, zero_pad=not flux)
-    if not flux:
-        bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
-    else:
-        if os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where):
-            clip_tok = _pretrained(CLIPTokenizer, where, "tokenizer")
-            clip = _pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype).to(device).eval()
-            ids = clip_tok([""], padding="max_length", max_length=77, truncation=True,
-                           return_tensors="pt").input_ids.to(device)
-            pooled = clip(ids).pooler_output
-            del clip
-        else:
-            pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
+    clip, pooled = None, None
+    if flux and (os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where)):
+        clip = (_pretrained(CLIPTokenizer, where, "tokenizer"),
+                _pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype).to(device).eval())
+        pooled = clip_pooled(*clip, [""])  # FLUX's pooled vector: CLIP's pooled output
+    elif flux:
+        pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
+    text = (tok, enc.requires_grad_(False), length)
+    if not keep_text_encoder:
+        text = enc = clip = None
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+    tf = _pretrained(FluxTransformer2DModel if flux else WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
+    vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype)
+    if flux:
         bb = FluxBackbone(name, tf.to(device), vae.to(device), context, pooled, device, dtype)
-    if keep_text_encoder:
-        bb.text = (tok, enc.requires_grad_(False), length)
     else:
-        del enc
+        bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
+    bb.text, bb.clip = text, clip and (clip[0], clip[1].requires_grad_(False))
     return bb
 
 
@@ -360,6 +369,13 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
     for key, val in SETTINGS[kind].items():
         setattr(bb, key, val)
     return bb
+
+
+def clip_pooled(tokenizer, clip, texts):
+    """CLIP's pooled output of some texts at 77 tokens, as FluxPipeline computes it."""
+    dev = next(clip.parameters()).device
+    ids = tokenizer(list(texts), padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    return clip(ids.to(dev), output_hidden_states=False).pooler_output
 
 
 def tiny_pooled(hidden, mask):
