@@ -60,12 +60,11 @@ def prompted(bb, p, z_t, sigma):
     """The velocity one prompt gives, as training and the sampler use it: its own (the paper), or
     for a coarse prompt its low-pass on the bare backbone's fine part (no gradient through that)."""
     width, gain = coarse_of(p)
-    v = bb.velocity(z_t, sigma, [p])[0]
     if not width:
-        return v
-    with torch.no_grad():
-        v_bare = bb.velocity(z_t, sigma)[0]
-    return coarse(v, v_bare, width, gain)
+        return bb.velocity(z_t, sigma, [p])[0]
+    with torch.no_grad():  # first: with gradient checkpointing the prompted call is recomputed in
+        v_bare = bb.velocity(z_t, sigma)[0]  # backward, and must be the last call the hooks saw
+    return coarse(bb.velocity(z_t, sigma, [p])[0], v_bare, width, gain)
 
 
 def velocities(call, prompts):

@@ -266,3 +266,16 @@ def test_keep_detail_adds_only_the_coarse_change_to_the_input(flux, prompts, mon
         else:
             want = (x + extensions.lowpass(plain - rec, width)).clamp(0, 1)
             assert torch.allclose(kept, want, atol=1e-6) and not torch.allclose(kept, x, atol=1e-3)
+
+
+def test_gradient_checkpointing_trains_every_prompt_form_the_same(random_tiny, train, tmp_path):
+    # the same losses with and without --grad_ckpt, for the paper's prompt and a coarse one
+    for form in ("--paper", "--coarse=1.5"):
+        logs = []
+        for ckpt in ("--grad_ckpt=false", "--grad_ckpt"):
+            out = tmp_path / f"{form}{ckpt}"
+            code, outp, err = train(f"--backbone={random_tiny['tiny-flux']}", "--steps=2", "--val_every=2",
+                                    form, ckpt, f"--out={out}")
+            assert code == 0, err
+            logs.append(torch.load(out / "haze.ckpt.pt", weights_only=True)["log"])
+        assert logs[0] == pytest.approx(logs[1], rel=1e-5)
