@@ -29,6 +29,8 @@ prompt = ""                      # the prompt file to choose for (.safetensors; 
 backbone = ""                    # tiny-flux (default), tiny-wan, flux, wan, or a local folder
 video = False                    # with no --backbone: the tiny video backbone
 data_source = "photos"           # photos | a folder | list.json (training pairs; never heldout)
+any_label = False    # a .json list: its Mixed and None entries too (else refused)
+data_root = ""       # a .json list: where its relative paths start (default: its folder, then the working one)
 count = 32                       # training pairs restored
 size = 0                         # crop size (0: the backbone's training size)
 frames = 0                       # clip length for video backbones (0: the backbone's)
@@ -84,7 +86,8 @@ def main():
     p = bb.check(prompt_lib.load(prompt))
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
-    pair_list = pairs.make_pairs(data_source, task, count, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video)
+    pair_list = pairs.make_pairs(data_source, task, count, size_, frames_, torch.Generator().manual_seed(seed + 7),
+                                 bb.video, any_label=any_label, data_root=data_root)
     # a pair the degradation left unchanged has nothing to restore (and an infinite PSNR)
     kept = [((d, c), m) for d, c in pair_list for m in [evaluation.metrics(d, c)] if m["psnr"] < float("inf")]
     if not kept:

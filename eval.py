@@ -34,6 +34,8 @@ prompts = ""          # comma-separated prompt files or task names (default: the
 backbone = ""         # tiny-flux (default), tiny-wan, flux, wan, or a local folder
 video = False         # with no --backbone: the tiny video backbone instead of the image one
 data_source = "heldout"   # heldout | photos | a folder | list.json (as in train.py)
+any_label = False    # a .json list: its Mixed and None entries too (else refused)
+data_root = ""       # a .json list: where its relative paths start (default: its folder, then the working one)
 count = 0             # pairs to evaluate (0: all of heldout, 16 of other sources)
 size = 0              # crop size (0: the backbone's default training size)
 frames = 0            # clip length for video backbones (0: the backbone's default)
@@ -140,7 +142,8 @@ def main():
     ps = [] if vae_only else [sample.prepare(bb, [n], paper, "", 0.0, keep_detail, decoded_above, min_change)
                               for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
     n = count or (0 if data_source == "heldout" else 16)
-    pair_list = pairs.make_pairs(data_source, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video)
+    pair_list = pairs.make_pairs(data_source, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
+                                 any_label=any_label, data_root=data_root)
     # a pair the degradation left unchanged (a blur kernel of one pixel over a flat crop) has
     # nothing to restore, and its infinite PSNR would make every mean infinite
     kept = [((d, c), m) for d, c in pair_list for m in [metrics(d, c)] if m["psnr"] < float("inf")]

@@ -77,23 +77,51 @@ def paired_folder(folder):
     return pairs
 
 
-def json_list(path, task=None):
+# The authors' list files label each entry with a degradation; the labels they use, by our task
+LABELS = {"haze": "haze", "rain": "rain", "raindrop": "rain", "snow": "snow", "lowlight": "lowlight",
+          "low-light": "lowlight", "blur": "blur", "motion blur": "blur"}
+NO_TASK = ("mixed", "none")  # entries of several degradations or of none: only with any_label
+
+
+def json_list(path, task=None, any_label=False, data_root=""):
     """The authors' JSON format: [{"image_path", "target_path", "degradation", "dataset"}];
-    image_path/target_path may be lists of frames (video). Relative paths are taken from the
-    JSON file's folder."""
+    image_path/target_path may be lists of frames (video). With a task, the entries whose label
+    (LABELS, any case) is that task; "Mixed" and "None" entries too with any_label, else they are
+    refused. Relative paths resolve against data_root, else the JSON's folder, else the working one."""
     try:
         items = json.load(open(path))
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: not a readable JSON list ({e})") from None
-    root = os.path.dirname(os.path.abspath(path))
-    fix = lambda p: [fix(q) for q in p] if isinstance(p, list) else (p if os.path.isabs(p) else os.path.join(root, p))  # noqa: E731
-    out = []
+    if not isinstance(items, list):
+        raise InputError(f"{path}: not a JSON list of entries")
+    roots = [data_root] if data_root else [os.path.dirname(os.path.abspath(path)), os.getcwd()]
+
+    def fix(p):
+        if isinstance(p, list):
+            return [fix(q) for q in p]
+        if os.path.isabs(p):
+            return p
+        return next((os.path.join(r, p) for r in roots if os.path.exists(os.path.join(r, p))), os.path.join(roots[0], p))
+    out, untasked = [], {}
     for it in items:
         if not isinstance(it, dict) or "image_path" not in it or "target_path" not in it:
             raise InputError(f"{path}: every entry needs image_path and target_path")
-        if task and it.get("degradation", task) != task:
-            continue
+        label = str(it.get("degradation", task or "")).strip()
+        if task:
+            if label.lower() in NO_TASK:
+                untasked[label] = untasked.get(label, 0) + 1
+                if not any_label:
+                    continue
+            elif label.lower() not in LABELS:
+                raise InputError(f"{path}: unknown degradation label {label!r} (known: {', '.join(sorted(LABELS))}, "
+                                 f"and Mixed/None with --any_label)")
+            elif LABELS[label.lower()] != task:
+                continue
         out.append((fix(it["image_path"]), fix(it["target_path"])))
+    if untasked and not any_label:
+        counts = ", ".join(f"{n} labelled {k!r}" for k, n in untasked.items())
+        raise InputError(f"{path}: {counts}: such entries belong to no single task; pass --any_label to train "
+                         f"the {task} prompt on them too")
     if not out:
         raise InputError(f"{path}: no entries" + (f" for degradation {task!r}" if task else ""))
     return out
@@ -131,7 +159,7 @@ def _window(clip, frames, g):
     return clip[:, s:s + frames]
 
 
-def make_pairs(source, task, n, size, frames, g, video=False, clean=None):
+def make_pairs(source, task, n, size, frames, g, video=False, clean=None, any_label=False, data_root=""):
     """n (degraded, clean) pixel pairs of `size` px (clips of `frames` frames if video).
 
     source: 'photos' (the shipped training photos, degraded synthetically), 'heldout' (the
@@ -164,7 +192,7 @@ def make_pairs(source, task, n, size, frames, g, video=False, clean=None):
             out.append((degrade(task, x, g), x))
         return out
     if os.path.isfile(source) and source.endswith(".json"):
-        items = json_list(source, task)
+        items = json_list(source, task, any_label, data_root)
     elif os.path.isdir(os.path.join(source, "input")):
         items = paired_folder(source)
     elif os.path.isdir(source):

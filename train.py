@@ -41,6 +41,8 @@ t0 = 0.0             # start noise level of the bridge, T0 (0: the backbone's, e
 coarse = -1.0        # extension: >0 the prompt steers only the low-passed velocity (std, latent px); 0: off; -1: the backbone's
 gain = 0.0           # extension: a coarse prompt's factor on its low-passed change (0: the backbone's)
 data_source = "photos"  # photos | generate | a folder (input/ + gt/, or clean images) | list.json
+any_label = False    # a .json list: its Mixed and None entries too (else refused)
+data_root = ""       # a .json list: where its relative paths start (default: its folder, then the working one)
 steps = 1500         # optimizer steps
 batch = 4            # pairs per micro-batch and process
 accum = 1            # micro-batches per step and process; their gradients are averaged
@@ -179,7 +181,8 @@ def main():
     clean = None
     if data_source == "generate":
         clean = [c.cpu() for c in generate_clean(bb, generate_count, size_, frames_, g_data)]
-    pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean)
+    pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
+                                 any_label, data_root)
     zd, zc = encode_pairs(bb, pair_list[:pool], f"encode {pool} pairs")
     vd, _ = encode_pairs(bb, pair_list[pool:], "encode val pairs")
     val_clean = torch.stack([c for _, c in pair_list[pool:]])
