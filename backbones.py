@@ -29,16 +29,24 @@ TINY = {"tiny-flux": os.path.join(HERE, "weights", "tiny-flux"),
         "tiny-wan": os.path.join(HERE, "weights", "tiny-wan")}
 DEFAULT = {"image": "tiny-flux", "video": "tiny-wan"}
 CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were made for
-# Working sizes and the paper's settings per backbone kind: training crop (px) and clip length,
-# the largest image restored whole (bigger ones go in overlapping tiles), the video window
-# (frames), the learning rate, and T0, the bridge's start noise. FLUX and Wan: the authors'
-# (1024 px, 480x832 x 33 frames, lr 5e-4, T0 0.4). The tiny ones: the sizes they were pre-trained
-# on; lr 5e-3 because their prompts train for thousands of steps, not 20k-40k; T0 as notebook 02
-# chose it for the paper-form prompt. What this repo adds per kind is in extensions.PER_KIND.
-SETTINGS = {"flux": dict(train_size=512, train_frames=1, tile=1024, window=1, train_lr=5e-4, t0=0.4),
-         "wan": dict(train_size=480, train_frames=33, tile=832, window=33, train_lr=5e-4, t0=0.4),
-         "tiny-flux": dict(train_size=128, train_frames=1, tile=128, window=1, train_lr=5e-3, t0=0.2),
-         "tiny-wan": dict(train_size=64, train_frames=9, tile=64, window=9, train_lr=5e-3, t0=0.2)}
+# Working sizes and the paper's settings per backbone kind: training crop (px), clip length and
+# batch; the tile restored at once (px, a side or (height, width); bigger inputs go in overlapping
+# tiles) and the video window (frames); the learning rate; T0, the bridge's start noise; the VAE's
+# precision ("": bf16 on GPU) and whether diffusers' VAE tiling takes inputs larger than its tile.
+# FLUX restores in tiles of its training size: the state a sigma names depends on the resolution,
+# so T0 then means in sampling what it meant in training. Wan works at the authors' 480 x 832 x 33
+# and keeps its VAE in fp32 as they do. The tiny ones: the sizes they were pre-trained on; lr 5e-3
+# for thousands of steps, not 20k-40k; T0 as notebook 02 chose it for the paper-form prompt.
+# What this repo adds per kind is in extensions.PER_KIND.
+SETTINGS = {
+    "flux": dict(train_size=512, train_frames=1, train_batch=2, tile=512, window=1, train_lr=5e-4, t0=0.4,
+                 vae_dtype="", vae_tiling=True),
+    "wan": dict(train_size=480, train_frames=33, train_batch=2, tile=(480, 832), window=33, train_lr=5e-4, t0=0.4,
+                vae_dtype="fp32", vae_tiling=True),
+    "tiny-flux": dict(train_size=128, train_frames=1, train_batch=4, tile=128, window=1, train_lr=5e-3, t0=0.2,
+                      vae_dtype="", vae_tiling=False),
+    "tiny-wan": dict(train_size=64, train_frames=9, train_batch=4, tile=64, window=9, train_lr=5e-3, t0=0.2,
+                     vae_dtype="", vae_tiling=False)}
 
 # The real architectures, to build them without their weights:
 # bench.py --arch makes them with random weights on a GPU, the tests on the meta device.
@@ -75,6 +83,14 @@ class Backbone:
         self.injector = prompt_lib.Injector(transformer)
         self.text = None  # (tokenizer, T5 encoder, length) kept only when asked for (notebooks, pre-training)
         self.clip = None  # FLUX's (CLIP tokenizer, CLIP text model), kept with the text encoder
+
+    def settle(self, kind):
+        """Take the settings of a backbone kind (SETTINGS), and diffusers' VAE tiling where they ask."""
+        self.kind = kind
+        self.__dict__.update(SETTINGS[kind])
+        if self.vae_tiling:
+            self.tile_vae()
+        return self
 
     # ----------------------------------------------------------------- prompts
     @property
@@ -140,10 +156,13 @@ class FluxBackbone(Backbone):
     def __init__(self, name, transformer, vae, context, pooled, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
         self.pooled = pooled.to(self.device, dtype)
-        self.__dict__.update(SETTINGS["flux"])  # load() replaces these for the tiny default
+        self.__dict__.update(SETTINGS["flux"])  # settle() replaces these for the tiny default
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.latent_channels = vae.config.latent_channels
         self.multiple = self.vae_scale * 2  # latents are packed 2x2 into tokens
+
+    def tile_vae(self):
+        self.vae.enable_tiling()  # above its own tile (its config's sample_size, 1024 px for FLUX)
 
     def encode(self, pixels):
         z = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist.mode()
@@ -192,7 +211,7 @@ class WanBackbone(Backbone):
     def __init__(self, name, transformer, vae, context, device, dtype):
         super().__init__(name, transformer, vae, context, device, dtype)
         cfg = vae.config
-        self.__dict__.update(SETTINGS["wan"])  # load() replaces these for the tiny default
+        self.__dict__.update(SETTINGS["wan"])  # settle() replaces these for the tiny default
         self.temporal = cfg.scale_factor_temporal
         self.vae_scale, self.latent_channels = cfg.scale_factor_spatial, cfg.z_dim
         self.multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
@@ -201,6 +220,13 @@ class WanBackbone(Backbone):
 
     def frames_ok(self, n):
         return n >= 1 and (n - 1) % self.temporal == 0
+
+    def tile_vae(self):
+        """diffusers' VAE tiling above the sampler's tile (its long side on both axes, so a
+        portrait clip is no more tiled than a landscape one), tiles overlapping by 64 px."""
+        side = max(self.tile) if isinstance(self.tile, tuple) else self.tile
+        self.vae.enable_tiling(tile_sample_min_height=side, tile_sample_min_width=side,
+                               tile_sample_stride_height=side - 64, tile_sample_stride_width=side - 64)
 
     def encode(self, pixels):
         z = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist.mode().float()
@@ -276,7 +302,6 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     """
     backbone = backbone or DEFAULT["video" if video else "image"]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype, vae_dtype = dtypes(device, vae_dtype)
     where = TINY.get(backbone) or HUB.get(backbone) or backbone
     if backbone in TINY and not os.path.isdir(where):
         raise ValueError(f"{backbone} weights are missing at {where}; run `python pretrain.py` to make them")
@@ -289,13 +314,11 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
         raise ValueError(f"backbone {backbone!r} is not a name (tiny-flux, tiny-wan, flux, wan), "
                          f"one of the hub ids {', '.join(HUB.values())}, or an existing folder")
     name = backbone if backbone in TINY or backbone in HUB else os.path.basename(os.path.normpath(where))
+    key = ("tiny-" if os.path.isfile(os.path.join(where, "pretrain.json")) else "") + kind
+    dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[key]["vae_dtype"])
     with torch.no_grad():  # the null context is computed once, with no graph
         bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder)
-    tiny = os.path.isfile(os.path.join(where, "pretrain.json"))
-    bb.kind = ("tiny-" if tiny else "") + kind
-    for key, val in SETTINGS[bb.kind].items():
-        setattr(bb, key, val)
-    return bb
+    return bb.settle(key)
 
 
 def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
@@ -342,7 +365,7 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
         raise ValueError(f"unknown architecture {kind!r}; choose one of {', '.join(list(ARCH) + list(TINY))}")
     flux = kind in ("flux", "tiny-flux")
     device = torch.device(device)
-    dtype, vae_dtype = dtypes(device, vae_dtype)
+    dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[kind]["vae_dtype"])
     cfg = ARCH[kind] if real else dict(transformer=tiny.FLUX_TRANSFORMER if flux else tiny.WAN_TRANSFORMER,
                                        vae=tiny.FLUX_VAE if flux else tiny.WAN_VAE,
                                        pooled=tiny.FLUX_TRANSFORMER["pooled_projection_dim"])
@@ -365,10 +388,7 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
         bb = FluxBackbone(kind, tf, vae, context, pooled, device, dtype)
     else:
         bb = WanBackbone(kind, tf, vae, context, device, dtype)
-    bb.kind = kind
-    for key, val in SETTINGS[kind].items():
-        setattr(bb, key, val)
-    return bb
+    return bb.settle(kind)
 
 
 def clip_pooled(tokenizer, clip, texts):

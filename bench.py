@@ -174,7 +174,8 @@ def main_arch():
     print(f"  {'measure':<52} {'time (s)':>9} {'reference':>10} {'ratio':>7} {'peak GiB':>8}  target")
     # training at the training size and at the restore size (batch 2, batch 1); the restore size
     # is the largest restored whole: FLUX tile x tile, Wan window frames x train size x tile
-    hr, wr, fr = (bb.train_size, bb.tile, bb.window) if bb.video else (bb.tile, bb.tile, 1)
+    th, tw = bb.tile if isinstance(bb.tile, tuple) else (bb.tile, bb.tile)
+    hr, wr, fr = (th, tw, bb.window) if bb.video else (th, tw, 1)
     configs = [(bb.train_size, bb.train_size, bb.train_frames if bb.video else 1, 2), (hr, wr, fr, 1)]
     g = torch.Generator().manual_seed(0)
     for h, w, f, b in configs:
@@ -229,7 +230,8 @@ def main_arch():
     big = torch.rand((3, fb, hb, wb) if bb.video else (3, hb, wb), generator=g)
     # a long clip is restored window by window (sample.restore), each window whole
     wins = len(tiles.frame_windows(fb, bb.window)) if bb.video else 1
-    sizes, _, boxes = tiles.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], sample.tile_sizes(bb))
+    sizes, _, boxes = tiles.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], 
+                                   sample.tile_sizes(bb, (1,) + bb.latent_shape(hb, wb, fr if bb.video else 1)))
     chunk = 16  # sample.py's default
     k = min(len(boxes), chunk)
     calls = wins * -(-len(boxes) // chunk)  # backbone calls per step of the sampler

@@ -45,7 +45,7 @@ min_change = -1.0     # extension: with keep_detail, changes below this (0..1) a
 prompts_dir = PROMPTS  # where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
 window = 0            # frames restored at once, longer clips in windows (0: the backbone's)
-chunk = 16            # tiles per backbone call
+chunk = 16            # samples per backbone call (tiles x frames), frames of a clip per image-backbone run
 device = ""           # cuda, cuda:1, cpu (default: this rank's GPU if there is one, else the CPU)
 vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
 fps = 0.0             # output fps for a folder of frames (0: 8)
@@ -102,10 +102,14 @@ def prepare(bb, names, paper=False, bridge_name="", t0=0.0, keep_detail=-1.0, de
     return prompts, bridges.pop(), t0 or t0s[0], decode
 
 
-def tile_sizes(bb, tile=0, window=0):
-    """The sampler's tile in latent units along each dim after [B, C] (for a video backbone, a
-    whole window's latent frames first: restore() cuts longer clips beforehand)."""
-    sizes = [(tile or bb.tile) // (bb.multiple // 2)] * 2
+def tile_sizes(bb, shape, tile=0, window=0):
+    """The sampler's tile in latent units along each dim after [B, C] of a latent of `shape` (for a
+    video backbone a whole window's latent frames first: restore() cuts longer clips beforehand).
+    tile (px): a side, or the backbone's (height, width), turned to lie along the input's long side."""
+    th, tw = (tile, tile) if tile else (bb.tile if isinstance(bb.tile, tuple) else (bb.tile, bb.tile))
+    if (shape[-2] > shape[-1]) != (th > tw):
+        th, tw = tw, th
+    sizes = [th // bb.vae_scale, tw // bb.vae_scale]
     if bb.video:
         sizes = [((window or bb.window) - 1) // bb.temporal + 1] + sizes
     return sizes
@@ -156,7 +160,7 @@ def sample_latents(bb, y, prompts, bridge_name, t0, steps=bridge.STEPS, seed=0, 
     The starting noise is drawn on the CPU from `seed` (the same on every device) and moved once."""
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
     bar = tqdm(total=steps, desc=f"restore {desc}", leave=False, disable=not progress)
-    sizes = tile_sizes(bb, tile, window)
+    sizes = tile_sizes(bb, y.shape, tile, window)
     # extension: a coarse prompt also calls the bare backbone (extensions.py); paper-form prompts pass as they are
     many = extensions.velocities(
         lambda calls: tiles.tiled(lambda z, s: bb.velocity(z, s, calls), y.shape, sizes, len(calls), chunk, bar), prompts)
@@ -184,6 +188,10 @@ def restore(bb, x, prompts, bridge_name, t0, decode=extensions.PAPER_DECODE, win
     if min(h, w) < bb.multiple:
         raise media.InputError(f"{desc}: {w}x{h} px is too small; {bb.name} needs at least "
                                f"{bb.multiple} px on each side")
+    chunk = sampler.get("chunk", 16)
+    if not bb.video and x.ndim == 4 and x.shape[1] > chunk:  # a clip through an image backbone: bounded batches
+        return torch.cat([restore(bb, x[:, i:i + chunk], prompts, bridge_name, t0, decode, window, desc, **sampler)
+                          for i in range(0, x.shape[1], chunk)], dim=1)
     size = window or bb.window
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
         y = to_latents(bb, x)
@@ -253,6 +261,8 @@ def main(paths):
     bb = backbones.load(backbone or None, video=is_video, device=ddp.device(device), vae_dtype=vae_dtype or None)
     if bb.video and window and not bb.frames_ok(window):
         fail(f"--window={window}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
+    if tile and (tile % bb.multiple or tile < bb.multiple):
+        fail(f"--tile={tile}: {bb.name} needs a multiple of {bb.multiple} px")
     prompts, bridge_, t0_, decode = prepare(bb, names, paper, bridge_name, t0, keep_detail, decoded_above,
                                             min_change, prompts_dir)
     how = f"{bridge_}, T0 {t0_:g}, {steps} steps" + (", the paper's method" if paper else "")

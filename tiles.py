@@ -34,7 +34,7 @@ def layout(dims, sizes):
 
 def tiled(velocity_many, shape, sizes, k, chunk=16, bar=None):
     """A velocity on the full latent that runs the backbone on overlapping tiles (along any of
-    the latent's dims), `chunk` tiles per call, and blends them with ramps (MultiDiffusion-style).
+    the latent's dims), at most `chunk` samples per call, blended with ramps (MultiDiffusion-style).
     sizes: the tile size along each of the latent's dims after [B, C]. Everything stays on the
     device of the latent (no copy per step)."""
     sizes, overlaps, boxes = layout(shape[2:], sizes)
@@ -54,15 +54,16 @@ def tiled(velocity_many, shape, sizes, k, chunk=16, bar=None):
         weight_ = on[x.device]
         acc = torch.zeros((k,) + tuple(x.shape), device=x.device)
         norm = torch.zeros(x.shape[2:], device=x.device)
-        for i in range(0, len(boxes), chunk):
-            group = boxes[i:i + chunk]
+        per = max(1, chunk // x.shape[0])  # tiles per call: at most `chunk` samples (or one tile)
+        for i in range(0, len(boxes), per):
+            group = boxes[i:i + per]
             xs = torch.cat([x[(slice(None), slice(None)) + where(b)] for b in group])
             vs = velocity_many(xs, sigma.repeat(len(group)))  # [k, n*B, C, ...]
             for j, b in enumerate(group):
                 acc[(slice(None),) * 3 + where(b)] += vs[:, j * x.shape[0]:(j + 1) * x.shape[0]] * weight_
                 norm[where(b)] += weight_
             if bar is not None:
-                bar.set_postfix(tiles=f"{min(i + chunk, len(boxes))}/{len(boxes)}")
+                bar.set_postfix(tiles=f"{min(i + per, len(boxes))}/{len(boxes)}")
         return acc / norm
     return v
 

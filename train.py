@@ -44,7 +44,7 @@ data_source = "photos"  # photos | generate | a folder (input/ + gt/, or clean i
 any_label = False    # a .json list: its Mixed and None entries too (else refused)
 data_root = ""       # a .json list: where its relative paths start (default: its folder, then the working one)
 steps = 1500         # optimizer steps
-batch = 4            # pairs per micro-batch and process
+batch = 0            # pairs per micro-batch and process (0: the backbone's, 2 for FLUX and Wan as in the paper)
 accum = 1            # micro-batches per step and process; their gradients are averaged
 lr = 0.0             # AdamW learning rate (0: the backbone's default, 5e-4 for FLUX/Wan as in the paper)
 size = 0             # crop size in pixels (0: the backbone's default)
@@ -144,8 +144,8 @@ def main():
     degrade.check(task)  # before anything is loaded or written
     bridge.check(bridge_name)
     attention_kernels("cuda", attention)  # a bad --attention fails here, not after loading
-    if accum < 1 or batch < 1:
-        fail(f"--batch={batch} and --accum={accum} must be at least 1")
+    if accum < 1 or batch < 0:
+        fail(f"--batch={batch} must be at least 0 (0: the backbone's) and --accum={accum} at least 1")
     if gain < 0:
         fail(f"--gain={gain} must be positive (0: the backbone's)")
     if paper and (coarse > 0 or gain):
@@ -161,6 +161,7 @@ def main():
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
     lr_ = lr or bb.train_lr
+    batch_ = batch or bb.train_batch
     coarse_ = ext.get("coarse", 0.0) if coarse < 0 else coarse
     gain_ = gain or ext.get("gain", 1.0)
     t0_ = t0 or (ext.get("t0", bb.t0) if coarse_ else bb.t0)
@@ -217,7 +218,7 @@ def main():
     say(f"backbone {bb.name} on {dev}: frozen; prompt {p.shape[0]}x{p.shape[1]} + {p.shape[2]} gates = "
         f"{n_train:,} trainable numbers; bridge {bridge_name}, T0 {t0_}, lr {lr_}, "
         + (f"coarse {coarse_} latent px, gain {gain_}, " if coarse_ else "") +
-        f"batch {batch} x {accum} micro-batches x {ddp.world()} processes")
+        f"batch {batch_} x {accum} micro-batches x {ddp.world()} processes")
 
     def save_ckpt(step, states):
         state = dict(prompt=p.state_dict(), optimizer=opt.state_dict(), rng=states, step=step,
@@ -231,7 +232,7 @@ def main():
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {task}", mininterval=2, disable=not lead)
     for step in bar:
-        log.append(train_step(bb, p, opt, zd, zc, gens, bridge_name, t0_, batch, kernels).item())
+        log.append(train_step(bb, p, opt, zd, zc, gens, bridge_name, t0_, batch_, kernels).item())
         bar.set_postfix(loss=f"{sum(log[-50:]) / len(log[-50:]):.4f}")
         if (step + 1) % val_every == 0 or step + 1 == steps:
             states = [s for per_rank in ddp.gather([g.get_state() for g in gens]) for s in per_rank]
