@@ -355,17 +355,19 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
     return bb
 
 
-def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
+def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None):
     """The architecture `kind` (flux, wan: the real configs above; tiny-flux, tiny-wan: tiny.py's)
     with random weights and a random null context of the right shape: no download. Built on the
-    device directly (a 12 B model in seconds on a GPU; shapes only on the meta device)."""
+    device directly (a 12 B model in seconds on a GPU; shapes only on the meta device), in the
+    dtypes from_pretrained gives: the class's fp32 modules stay fp32. dtype overrides the device's."""
     import tiny
     real = kind in ARCH
     if kind not in ARCH and kind not in TINY:
         raise ValueError(f"unknown architecture {kind!r}; choose one of {', '.join(list(ARCH) + list(TINY))}")
     flux = kind in ("flux", "tiny-flux")
     device = torch.device(device)
-    dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[kind]["vae_dtype"])
+    dtype_, vae_dtype = dtypes(device, vae_dtype or SETTINGS[kind]["vae_dtype"])
+    dtype = dtype or dtype_
     cfg = ARCH[kind] if real else dict(transformer=tiny.FLUX_TRANSFORMER if flux else tiny.WAN_TRANSFORMER,
                                        vae=tiny.FLUX_VAE if flux else tiny.WAN_VAE,
                                        pooled=tiny.FLUX_TRANSFORMER["pooled_projection_dim"])
@@ -379,6 +381,9 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0):
             vae = (AutoencoderKL if flux else AutoencoderKLWan)(**cfg["vae"])
     finally:
         torch.set_default_dtype(default)
+    for name, q in tf.named_parameters():  # as from_pretrained does: these names stay fp32
+        if any(k in name.split(".") for k in tf._keep_in_fp32_modules or []):
+            q.data = q.data.to(torch.float32)
     length = CONTEXT_LEN[kind] if real else tiny.TEXT_LEN
     width = tf.config.joint_attention_dim if flux else tf.config.text_dim
     g = torch.Generator().manual_seed(seed + 1)
