@@ -1,7 +1,9 @@
-"""The web page (app.py), run as a user runs it: `python app.py --port P` on the shipped tiny
-default, driven through gradio_client, then through a real headless Chromium (Debian's).
+"""The web page (app.py): its restore function called as the page calls it (in this process,
+two requests at once), then, in the slow tier, `python app.py --port P` on the shipped tiny
+default as a user runs it, driven through gradio_client and through a real headless Chromium
+(Debian's).
 
-`YPT_SCREENSHOT=docs/app.png python -m pytest tests/test_app.py -k browser` retakes the
+`YPT_SCREENSHOT=docs/app.png python -m pytest -m slow tests/test_app.py -k browser` retakes the
 README's screenshot with the browser test itself (after restoring examples/haze.png with haze)."""
 import os
 import shutil
@@ -14,12 +16,13 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run
+from conftest import ROOT, run_here
 
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
+import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-import data  # noqa: E402
+import media  # noqa: E402
 
 EXAMPLE = os.path.join(ROOT, "examples", "haze.png")
 NET = {}  # the app's log of network attempts
@@ -81,55 +84,139 @@ def offline():
 
 
 def size(path):
-    return tuple(data.read_image(path).shape[1:])
+    return tuple(media.read_image(path).shape[1:])
 
 
 def test_help_and_bad_options():
-    code, out, _ = run("app.py", "--help")
+    code, out, _ = run_here("app.py", "--help")
     assert code == 0 and "--port" in out and "--backbone" in out
-    code, _, err = run("app.py", "--nope=1")
-    assert code == 2 and err.strip().splitlines()[-1] == "error: unknown option --nope"
+    code, _, err = run_here("app.py", "--nope=1")
+    assert code == 2 and err.strip().splitlines() == ["error: unknown option --nope"]
 
 
-def test_restore_through_gradio_client(app, tmp_path):
-    client = Client(app, verbose=False)
-    photo, clip, download = client.predict(handle_file(EXAMPLE), ["haze"], 4, 0, 0, api_name="/restore")
-    assert clip is None and photo.endswith(".png") and download.endswith("haze_restored_haze.png")
-    assert size(photo) == size(download) == size(EXAMPLE)
+# --------------------------------------------------- in this process: app.restore as the page calls it
 
-    def error(path, tasks=("haze",), steps=2):
-        with pytest.raises(Exception) as e:
-            client.predict(handle_file(str(path)), list(tasks), steps, 0, 0, api_name="/restore")
-        return str(e.value)
+# (tasks, steps, T0, seed, the paper's method): the page's inputs after the file
+ALONE = [(["haze"], 5, 0, 0, False), (["haze", "snow"], 4, 0.3, 7, True)]
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    """app.py imported with the shipped tiny image backbone loaded (as main() loads it), gradio's
+    upload folder (where each request's output folder goes) in tmp, and a 96 x 64 crop of the example."""
+    import app
+    tmp = tmp_path_factory.mktemp("page")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(tmp / "gradio"))
+        os.makedirs(tmp / "gradio")  # in the page, the uploads made it
+        mp.setattr(app, "BACKBONES", {})
+        app.get_backbone(False)
+        photo = tmp / "photo.png"
+        media.write_image(str(photo), media.read_image(EXAMPLE)[:, 96:160, 64:160])
+        yield app, str(photo)
+
+
+def call(app, photo, settings):
+    """The page's restore: (restored photo, restored clip, download) with the download's bytes."""
+    got = app.restore(photo, *settings)
+    return got, open(got[2], "rb").read()
+
+
+def test_two_requests_at_once_get_what_each_gets_alone(page):
+    # the page takes two restores at once (concurrency_limit=2), each with its own settings (one
+    # the paper's method) and its own output file: sent together, each output is bit for bit the
+    # one it gives when sent alone
+    app, photo = page
+    alone = [call(app, photo, s) for s in ALONE]
+    for ((out, clip, download), _), (tasks, *_) in zip(alone, ALONE):
+        assert clip is None and out == download and size(out) == size(photo)
+        assert os.path.basename(out) == f"photo_restored_{'+'.join(tasks)}.png"
+        assert not torch.equal(media.read_image(out), media.read_image(photo))  # a change, not the input back
+    assert alone[0][1] != alone[1][1]  # the settings matter
+    for _ in range(2):
+        start, got, errors = threading.Barrier(2), [None, None], []
+
+        def request(i):
+            start.wait()
+            try:
+                got[i] = call(app, photo, ALONE[i])
+            except Exception as e:  # noqa: BLE001 (shown by the assert below)
+                errors.append(e)
+        threads = [threading.Thread(target=request, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert not errors, errors
+        assert [data for _, data in got] == [data for _, data in alone]
+        assert len({out for (out, _, _), _ in got + alone}) == 4  # every request wrote a file of its own
+
+
+def test_bad_requests_get_one_line_naming_the_upload(page, tmp_path):
+    app, photo = page
+
+    def error(path, tasks=("haze",), steps=2, t0=0, paper=False):
+        with pytest.raises(gr.Error) as e:
+            app.restore(path and str(path), list(tasks), steps, t0, 0, paper)
+        msg = e.value.message
+        assert "\n" not in msg and str(tmp_path) not in msg  # one line, the upload's own name
+        return msg
 
     (tmp_path / "notes.txt").write_text("not a photo\n")
     assert "notes.txt: not a readable image" in error(tmp_path / "notes.txt")
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(500))
     assert "broken.mp4: not a readable video" in error(tmp_path / "broken.mp4")
-    data.write_image(str(tmp_path / "tiny.png"), torch.rand(3, 4, 6))
+    media.write_image(str(tmp_path / "tiny.png"), torch.rand(3, 4, 6))
     assert "tiny.png: 6x4 px is too small" in error(tmp_path / "tiny.png")
-    assert "fog" in error(EXAMPLE, tasks=["fog"])
-    assert "at least one task" in error(EXAMPLE, tasks=[])
-    assert "minimum" in error(EXAMPLE, steps=0)
+    assert "unknown task 'fog'" in error(photo, tasks=["fog"])
+    assert "at least one task" in error(photo, tasks=[])
+    assert "upload a photo or a clip first" in error(None)
+    # the shipped haze and rain were trained at different T0: the mix asks for one
+    assert "different T0" in error(photo, tasks=["haze", "rain"])
 
-    # still serving; two requests at once, each with its own result (one is a 96 x 64 photo.png,
-    # the other a 256 x 256 photo.png: same name, so a shared output file would be caught)
+
+# ------------------------------------------------------- slow: python app.py, as a user runs it
+
+@pytest.mark.slow
+def test_restore_through_gradio_client(app, tmp_path):
+    client = Client(app, verbose=False)
+    photo, clip, download = client.predict(handle_file(EXAMPLE), ["haze"], 4, 0, 0, False, api_name="/restore")
+    assert clip is None and photo.endswith(".png") and download.endswith("haze_restored_haze.png")
+    assert size(photo) == size(download) == size(EXAMPLE)
+
+    def error(path, tasks=("haze",), steps=2):
+        with pytest.raises(Exception) as e:
+            client.predict(handle_file(str(path)), list(tasks), steps, 0, 0, False, api_name="/restore")
+        return str(e.value)
+
+    (tmp_path / "notes.txt").write_text("not a photo\n")
+    assert "notes.txt: not a readable image" in error(tmp_path / "notes.txt")
+    assert "fog" in error(EXAMPLE, tasks=["fog"])
+    assert "minimum" in error(EXAMPLE, steps=0)  # the sliders' bounds: gradio checks them
+
+    # still serving; two requests at once with different settings (one the paper's method), each
+    # with its own result, bit for bit what it gives alone (one is a 96 x 64 photo.png, the other
+    # a 256 x 256 photo.png: same name, so a shared output file would be caught)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    data.write_image(str(tmp_path / "a" / "photo.png"), data.read_image(EXAMPLE)[:, :64, :96])
+    media.write_image(str(tmp_path / "a" / "photo.png"), media.read_image(EXAMPLE)[:, :64, :96])
     shutil.copy(EXAMPLE, tmp_path / "b" / "photo.png")
+    asks = [(str(tmp_path / "a" / "photo.png"), ["haze", "rain"], 3, 0.3, 0, False),
+            (str(tmp_path / "b" / "photo.png"), ["haze", "snow"], 2, 0.3, 5, True)]
+    alone = [client.predict(handle_file(f), *rest, api_name="/restore") for f, *rest in asks]
     other = Client(app, verbose=False)
-    jobs = [c.submit(handle_file(str(tmp_path / d / "photo.png")), ["haze", "rain"], 2, 0, 0, api_name="/restore")
-            for c, d in ((client, "a"), (other, "b"))]
+    jobs = [c.submit(handle_file(f), *rest, api_name="/restore") for c, (f, *rest) in zip((client, other), asks)]
     (a, _, a_dl), (b, _, b_dl) = [j.result(timeout=300) for j in jobs]
     assert size(a) == size(a_dl) == (64, 96) and size(b) == size(b_dl) == (256, 256)
     assert os.path.basename(a_dl) == "photo_restored_haze+rain.png"
+    for (_, _, dl), together in zip(alone, (a_dl, b_dl)):
+        assert open(dl, "rb").read() == open(together, "rb").read()
 
     # a clip goes to the video backbone and comes back as an mp4 of the same frames and size
     src = os.path.join(ROOT, "examples", "clip_rain.mp4")
-    _, clip, download = client.predict(handle_file(src), ["rain"], 2, 0, 0, api_name="/restore")
+    _, clip, download = client.predict(handle_file(src), ["rain"], 2, 0, 0, False, api_name="/restore")
     assert clip.endswith(".mp4") and download.endswith("clip_rain_restored_rain.mp4")
-    assert data.read_video(clip)[0].shape == data.read_video(src)[0].shape
+    assert media.read_video(clip)[0].shape == media.read_video(src)[0].shape
     offline()
 
 
@@ -138,6 +225,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt-get install chromium)")
 def test_browser_upload_restore(app, tmp_path):
     """A person's path: open the page, upload an example, press Restore, see the restored photo.

@@ -26,6 +26,7 @@ def test_flux_folder_loads_with_null_context(tmp_path):
     enc, tok = save_folder(tmp_path, "flux")
     bb = backbones.load(str(tmp_path), device="cpu")
     assert isinstance(bb, backbones.FluxBackbone) and not bb.video
+    assert bb.kind == "flux" and bb.tile == backbones.SETTINGS["flux"]["tile"]  # a folder of FLUX's kind
     assert bb.prompt_shape == (8, 32, 2) and bb.multiple == 4
     ids = tok([""], padding="max_length", max_length=8, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -43,12 +44,27 @@ def test_wan_folder_loads_with_zero_padded_null_context(tmp_path):
     save_folder(tmp_path, "wan")
     bb = backbones.load(str(tmp_path), device="cpu")
     assert isinstance(bb, backbones.WanBackbone) and bb.video
+    assert bb.kind == "wan" and bb.window == backbones.SETTINGS["wan"]["window"]
     assert bb.context.shape == (1, 8, 32)
     assert bb.context[0, 1:].abs().max() == 0 and bb.context[0, 0].abs().max() > 0  # cut, zero-padded
     assert bb.frames_ok(9) and bb.frames_ok(1) and not bb.frames_ok(8)
     x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
     z = bb.encode(x)
     assert z.shape == (1, 16, 2, 2, 2) and bb.decode(z).shape == x.shape
+
+
+def test_kind_and_its_settings(random_tiny):
+    # a folder pretrain.py wrote (it has pretrain.json) is of a tiny kind, with that kind's settings;
+    # the architectures built from their configs say their own kind
+    for kind, folder in random_tiny.items():
+        bb = backbones.load(folder, device="cpu")
+        assert bb.kind == kind and bb.name == kind
+        assert {k: getattr(bb, k) for k in backbones.SETTINGS[kind]} == backbones.SETTINGS[kind]
+    for kind in ("flux", "wan", "tiny-flux", "tiny-wan"):
+        bb = backbones.random_backbone(kind, "meta")
+        assert bb.kind == kind and {k: getattr(bb, k) for k in backbones.SETTINGS[kind]} == backbones.SETTINGS[kind]
+    with pytest.raises(ValueError, match="unknown architecture 'sdxl'"):
+        backbones.random_backbone("sdxl", "meta")
 
 
 def test_pack_unpack_and_ids():

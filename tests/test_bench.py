@@ -1,22 +1,29 @@
 """bench.py --arch: the same measurements the GPU run prints, on the tiny architectures on the CPU
-(at a fraction of their sizes), and the one line it gives without a GPU."""
+(at a fraction of their sizes), and the one line it gives without a GPU; in the slow tier, the
+default bench's table (python bench.py) at small sizes."""
 import pytest
 import torch
 
 import backbones
 import bench
+import cli
 import sample
 import train
-from conftest import run
+from conftest import run, run_here
+
+
+def cli_config(mod):
+    """A script's config block as it is now (the values its command line sets)."""
+    return {name: getattr(mod, name) for name, _ in cli.options(mod.__file__)}
+
 
 SMALL = {"tiny-flux": dict(train_size=32, tile=32), "tiny-wan": dict(train_size=16, tile=16, train_frames=5, window=5)}
 
 
 @pytest.mark.parametrize("kind", ["tiny-flux", "tiny-wan"])
 def test_arch_bench_prints_every_row(kind, monkeypatch, capsys):
-    monkeypatch.setitem(backbones.SIZES, kind, dict(backbones.SIZES[kind], **SMALL[kind]))
-    for mod, key in ((sample, "steps"), (sample, "seed"), (sample, "progress"), (train, "batch")):
-        monkeypatch.setattr(mod, key, getattr(mod, key))  # bench sets them; put them back after
+    monkeypatch.setitem(backbones.SETTINGS, kind, dict(backbones.SETTINGS[kind], **SMALL[kind]))
+    configs = {mod: cli_config(mod) for mod in (sample, train)}
     for key, val in dict(arch=kind, device="cpu", repeats=1, steps=2, threads=torch.get_num_threads()).items():
         monkeypatch.setattr(bench, key, val)
     rows = bench.main_arch()
@@ -34,6 +41,7 @@ def test_arch_bench_prints_every_row(kind, monkeypatch, capsys):
         assert secs > 0 and (ref is None or ref > 0) and peak is None  # no GPU memory on the CPU
     assert sum(r[2] is not None for r in rows) == 8  # the ratios: 4 train steps, 2 restores, sampler, mixing
     assert "(2 windows)" in rows[-1][0] if kind == "tiny-wan" else "(3 tiles)" in rows[-1][0]
+    assert {mod: cli_config(mod) for mod in (sample, train)} == configs  # bench passes settings, sets none
 
 
 def test_arch_bench_without_a_gpu_says_so_in_one_line(monkeypatch, capsys):
@@ -49,3 +57,19 @@ def test_arch_bench_without_a_gpu_says_so_in_one_line(monkeypatch, capsys):
         out = capsys.readouterr()
         assert e.value.code == 2 and not out.out and out.err.startswith("error: ") and why in out.err
         assert len(out.err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_default_bench_prints_its_table():
+    # python bench.py (the tiny default on the CPU), at small sizes: every ratio row is printed
+    code, outp, err = run_here("bench.py", "--size=32", "--photo_size=64", "--repeats=1", "--steps=2",
+                               f"--threads={torch.get_num_threads()}")
+    assert code == 0, err
+    table = outp.split("target\n", 1)[1].splitlines()
+    want = ["train step / forward", "restore 32px / (2 calls x one call)", "the same, detail kept / plain decode",
+            "mix 2 prompts / 1 prompt", "mix 3 prompts / 1 prompt", "restore a 64x64 photo",
+            "the same, coarse prompt / plain"]  # tiny-flux keeps detail and trains coarse prompts (extensions.py)
+    assert len(table) == len(want)
+    for line, name in zip(table, want):
+        assert line.strip().startswith(name), (line, name)
+        assert all(float(v) > 0 for v in line[40:].split()[:3]), line  # time, reference, ratio

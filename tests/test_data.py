@@ -4,12 +4,14 @@ import pytest
 import torch
 from PIL import Image
 
-import data
 import degrade
+import media
+import pairs
+import photos
 
 
 def test_degradations_are_seeded_bounded_and_change_the_image():
-    x = data.eval_crops(64, 1)[0][1]
+    x = photos.eval_crops(64, 1)[0][1]
     for task in degrade.TASKS:
         a = degrade.degrade(task, x, torch.Generator().manual_seed(3))
         b = degrade.degrade(task, x, torch.Generator().manual_seed(3))
@@ -21,7 +23,7 @@ def test_degradations_are_seeded_bounded_and_change_the_image():
 
 
 def test_degradation_directions():
-    x = data.eval_crops(64, 1)[0][1]
+    x = photos.eval_crops(64, 1)[0][1]
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     assert degrade.degrade("lowlight", x, g()).mean() < 0.5 * x.mean()  # darker
     haze = degrade.degrade("haze", x, g())
@@ -45,17 +47,17 @@ def test_unknown_task():
 
 
 def test_held_out_photos_are_not_training_photos():
-    assert not set(data.HELD_OUT) & set(data.TRAIN_PHOTOS)
-    crops = data.eval_crops(64, 4)
-    assert len(crops) == 4 * len(data.available(data.HELD_OUT)) and crops[0][1].shape == (3, 64, 64)
+    assert not set(photos.HELD_OUT) & set(photos.TRAIN_PHOTOS)
+    crops = photos.eval_crops(64, 4)
+    assert len(crops) == 4 * len(photos.available(photos.HELD_OUT)) and crops[0][1].shape == (3, 64, 64)
 
 
 def test_camera_clip_moves_smoothly():
     g = torch.Generator().manual_seed(0)
-    clip = data.camera_clip(data.photo("astronaut"), 32, 9, g)
+    clip = pairs.camera_clip(photos.photo("astronaut"), 32, 9, g)
     assert clip.shape == (3, 9, 32, 32)
     step = (clip[:, 1:] - clip[:, :-1]).abs().mean()
-    assert 0 < step < (clip[:, 0] - data.camera_clip(data.photo("china"), 32, 9, g)[:, 0]).abs().mean()
+    assert 0 < step < (clip[:, 0] - pairs.camera_clip(photos.photo("china"), 32, 9, g)[:, 0]).abs().mean()
 
 
 @pytest.mark.parametrize("mode,arr", [
@@ -69,7 +71,7 @@ def test_read_image_modes(tmp_path, mode, arr):
     im = Image.fromarray(arr)
     assert im.mode == mode
     im.save(path)
-    x = data.read_image(path)
+    x = media.read_image(path)
     assert x.shape == (3, 9, 7) and 0 <= x.min() <= x.max() <= 1
     want = {"L": 128 / 255, "RGBA": 200 / 255, "I;16": 1.0, "LA": 50 / 255}[mode]
     assert torch.allclose(x, torch.full_like(x, want), atol=1e-3)
@@ -78,26 +80,26 @@ def test_read_image_modes(tmp_path, mode, arr):
 def test_bad_image_files(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "junk.png").write_bytes(b"definitely not an image")
-    with pytest.raises(data.InputError, match="empty"):
-        data.read_image(str(tmp_path / "empty.png"))
-    with pytest.raises(data.InputError, match="not a readable image"):
-        data.read_image(str(tmp_path / "junk.png"))
-    with pytest.raises(data.InputError, match="no such file"):
-        data.read_image(str(tmp_path / "none.png"))
+    with pytest.raises(media.InputError, match="empty"):
+        media.read_image(str(tmp_path / "empty.png"))
+    with pytest.raises(media.InputError, match="not a readable image"):
+        media.read_image(str(tmp_path / "junk.png"))
+    with pytest.raises(media.InputError, match="no such file"):
+        media.read_image(str(tmp_path / "none.png"))
 
 
 def test_video_round_trip_and_bad_video(tmp_path):
     clip = torch.rand(3, 5, 32, 48)
-    data.write_video(str(tmp_path / "c.mp4"), clip, 12.0)
-    back, fps = data.read_video(str(tmp_path / "c.mp4"))
+    media.write_video(str(tmp_path / "c.mp4"), clip, 12.0)
+    back, fps = media.read_video(str(tmp_path / "c.mp4"))
     assert back.shape == clip.shape and fps == pytest.approx(12.0)
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 100)
-    with pytest.raises(data.InputError, match="not a readable video"):
-        data.read_video(str(tmp_path / "bad.mp4"))
+    with pytest.raises(media.InputError, match="not a readable video"):
+        media.read_video(str(tmp_path / "bad.mp4"))
 
 
 def test_writes_are_atomic_png(tmp_path):
-    data.write_image(str(tmp_path / "a.png"), torch.rand(3, 8, 8))
+    media.write_image(str(tmp_path / "a.png"), torch.rand(3, 8, 8))
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
     assert Image.open(tmp_path / "a.png").format == "PNG"
 
@@ -106,18 +108,18 @@ def test_paired_folder_and_json(tmp_path):
     for sub in ("input", "gt"):
         (tmp_path / sub).mkdir()
         for i in range(3):
-            data.write_image(str(tmp_path / sub / f"{i}.png"), torch.rand(3, 20, 24))
-    pairs = data.make_pairs(str(tmp_path), "haze", 4, 16, 1, torch.Generator().manual_seed(0))
-    assert len(pairs) == 4 and pairs[0][0].shape == (3, 16, 16)
+            media.write_image(str(tmp_path / sub / f"{i}.png"), torch.rand(3, 20, 24))
+    pair_list = pairs.make_pairs(str(tmp_path), "haze", 4, 16, 1, torch.Generator().manual_seed(0))
+    assert len(pair_list) == 4 and pair_list[0][0].shape == (3, 16, 16)
     lst = [{"image_path": f"input/{i}.png", "target_path": f"gt/{i}.png", "degradation": "rain",
             "dataset": "x"} for i in range(3)]
     (tmp_path / "list.json").write_text(__import__("json").dumps(lst))
-    assert len(data.make_pairs(str(tmp_path / "list.json"), "rain", 2, 16, 1, torch.Generator())) == 2
-    with pytest.raises(data.InputError, match="no entries for degradation 'snow'"):
-        data.make_pairs(str(tmp_path / "list.json"), "snow", 2, 16, 1, torch.Generator())
+    assert len(pairs.make_pairs(str(tmp_path / "list.json"), "rain", 2, 16, 1, torch.Generator())) == 2
+    with pytest.raises(media.InputError, match="no entries for degradation 'snow'"):
+        pairs.make_pairs(str(tmp_path / "list.json"), "snow", 2, 16, 1, torch.Generator())
     (tmp_path / "gt" / "2.png").unlink()
-    with pytest.raises(data.InputError, match="no matching ground truth"):
-        data.paired_folder(str(tmp_path))
+    with pytest.raises(media.InputError, match="no matching ground truth"):
+        pairs.paired_folder(str(tmp_path))
 
 
 def test_read_image_converts_palette_and_cmyk_and_shrinks(tmp_path):
@@ -127,19 +129,19 @@ def test_read_image_converts_palette_and_cmyk_and_shrinks(tmp_path):
     im.quantize(16).save(tmp_path / "p.png")  # palette: the raw array holds indices, not colours
     im.convert("CMYK").save(tmp_path / "c.jpg", quality=95)
     for f in ("p.png", "c.jpg"):
-        x = data.read_image(str(tmp_path / f))
+        x = media.read_image(str(tmp_path / f))
         want = np.array(Image.open(tmp_path / f).convert("RGB"))  # colours, not palette indices or CMYK
         assert x.shape == (3, 40, 60) and torch.equal((x * 255).round().byte(), torch.from_numpy(want).permute(2, 0, 1))
         assert (x * 255 - torch.from_numpy(rgb).permute(2, 0, 1)).abs().mean() < 20, f  # near the original
-    assert data.read_image(str(tmp_path / "p.png"), max_side=20).shape == (3, 20, 30)
+    assert media.read_image(str(tmp_path / "p.png"), max_side=20).shape == (3, 20, 30)
 
 
 def test_debian_photos_are_named_and_held_out_ones_are_real_photos():
-    assert set(data.HELD_OUT_DEBIAN) <= set(data.DEBIAN_PHOTOS)
-    assert all(data.DEBIAN_PHOTOS[n].startswith("a photo") for n in data.HELD_OUT_DEBIAN)
-    for name in data.available(data.HELD_OUT_DEBIAN)[:1]:  # where the packages are installed
-        assert min(data.photo(name).shape[1:]) == data.MAX_SIDE
-    missing = [n for n in data.DEBIAN_PHOTOS if n not in data.available(data.DEBIAN_PHOTOS)]
+    assert set(photos.HELD_OUT_DEBIAN) <= set(photos.DEBIAN_PHOTOS)
+    assert all(photos.DEBIAN_PHOTOS[n].startswith("a photo") for n in photos.HELD_OUT_DEBIAN)
+    for name in photos.available(photos.HELD_OUT_DEBIAN)[:1]:  # where the packages are installed
+        assert min(photos.photo(name).shape[1:]) == photos.MAX_SIDE
+    missing = [n for n in photos.DEBIAN_PHOTOS if n not in photos.available(photos.DEBIAN_PHOTOS)]
     if missing:
-        with pytest.raises(data.InputError, match="apt-get install"):
-            data.photo(missing[0])
+        with pytest.raises(media.InputError, match="apt-get install"):
+            photos.photo(missing[0])

@@ -11,15 +11,18 @@ are equal bit for bit. The test chains both layouts in one run: steps 1-2 in one
 """
 import os
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-import data
+import media
 from conftest import run
 
 TRAIN = ["train.py", "--task=haze", "--pool=6", "--val_pairs=2", "--batch=2", "--size=32", "--threads=1",
          "--val_every=2"]
 TORCHRUN = ["torchrun", "--standalone", "--nproc_per_node=2"]
+
+pytestmark = pytest.mark.slow  # two processes each, started by torchrun: a minute or two
 
 
 def test_two_processes_train_what_one_process_with_accum_2_trains(random_tiny, tmp_path):
@@ -58,7 +61,7 @@ def test_a_folder_is_shared_among_ranks(random_tiny, tmp_path):
     (tmp_path / "in").mkdir()
     g = torch.Generator().manual_seed(0)
     for i in range(3):
-        data.write_image(str(tmp_path / "in" / f"{i}.png"), torch.rand(3, 16, 24, generator=g))
+        media.write_image(str(tmp_path / "in" / f"{i}.png"), torch.rand(3, 16, 24, generator=g))
     args = ["sample.py", str(tmp_path / "in"), f"--tasks={tmp_path / 'haze.safetensors'}",
             f"--backbone={random_tiny['tiny-flux']}", "--threads=1"]
     code, outp, err = run(*TORCHRUN, *args, f"--out={tmp_path / 'two'}")
@@ -71,4 +74,4 @@ def test_a_folder_is_shared_among_ranks(random_tiny, tmp_path):
     code, _, err = run(*args, f"--out={tmp_path / 'one'}")
     assert code == 0, err
     for n in names:  # the same restoration whichever process made it
-        assert torch.equal(data.read_image(str(tmp_path / "two" / n)), data.read_image(str(tmp_path / "one" / n)))
+        assert torch.equal(media.read_image(str(tmp_path / "two" / n)), media.read_image(str(tmp_path / "one" / n)))

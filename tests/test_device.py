@@ -10,7 +10,9 @@ import torch
 from torch.nn.attention import SDPBackend
 
 import backbones
+import bridge
 import sample
+import tiles
 import train
 
 
@@ -26,10 +28,11 @@ def watched(bb):
     return calls
 
 
+FAST = dict(steps=3, progress=False)
+
+
 @pytest.fixture(params=["tiny-flux", "tiny-wan"])
-def meta_bb(request, monkeypatch):
-    monkeypatch.setattr(sample, "steps", 3)
-    monkeypatch.setattr(sample, "progress", False)
+def meta_bb(request):
     return backbones.random_backbone(request.param, "meta")
 
 
@@ -42,9 +45,9 @@ def test_restore_keeps_everything_on_the_backbones_device(meta_bb):
     for shape in (whole, split):
         calls.clear()
         x = torch.empty(shape, device="meta")
-        y = sample.restore(bb, x, [p, p], "ebr", 0.4)  # two prompts mixed
+        y = sample.restore(bb, x, [p, p], "ebr", 0.4, **FAST)  # two prompts mixed
         assert y.shape == x.shape and y.device == x.device
-        windows = len(sample.frame_windows(shape[1], bb.window)) if bb.video else 1
+        windows = len(tiles.frame_windows(shape[1], bb.window)) if bb.video else 1
         assert len(calls) == 3 * windows and windows == (2 if bb.video and shape == split else 1)
     assert calls[0][0] > 1  # the last input went in tiles, batched in one call
 
@@ -58,13 +61,16 @@ def test_training_validation_and_generated_data_stay_on_the_backbones_device(met
     pairs = [(torch.rand(px, generator=g), torch.rand(px, generator=g)) for _ in range(3)]  # pixels on the CPU
     zd, zc = train.encode_pairs(bb, pairs, "encode")
     assert zd.device == bb.device and zd.shape[1:] == bb.latent_shape(16, 16, frames)
-    monkeypatch.setattr(train, "batch", 2)
     p = bb.new_prompt(task="a")
     opt = torch.optim.AdamW(p.parameters(), lr=1e-3)
     gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
-    loss = train.train_step(bb, p, opt, zd, zc, gens)  # two micro-batches
-    assert loss.device == bb.device and len(calls) == 2
-    assert train.validate(bb, p, zd, 0).shape == (3,) + px
+    loss = train.train_step(bb, p, opt, zd, zc, gens, "ebr", 0.4, 2)  # two micro-batches of 2
+    assert loss.device == bb.device and calls == [(2,) + zd.shape[1:]] * 2
+    calls.clear()
+    sampler = bridge.sample  # validation's sampler, on a grid of 3 (a meta forward is slow)
+    monkeypatch.setattr(bridge, "sample", lambda *a, **k: sampler(*a, **dict(k, steps=3)))
+    assert train.validate(bb, p, zd, 0, "ebr", 0.4).shape == (3,) + px
+    assert calls == [tuple(zd.shape)] * 3
     clean = train.generate_clean(bb, 1, 16, frames, g)
     assert clean[0].shape == px and clean[0].device == bb.device
     row = sample.from_latents(bb, sample.to_latents(bb, pairs[0][1].to(bb.device)), pairs[0][1].to(bb.device))
@@ -79,39 +85,37 @@ def transformer_inputs(bb):
     return seen
 
 
-def test_real_flux_on_meta_packs_pads_and_tiles_at_real_size(monkeypatch):
-    monkeypatch.setattr(sample, "steps", 2)
-    monkeypatch.setattr(sample, "progress", False)
+def test_real_flux_on_meta_packs_pads_and_tiles_at_real_size():
     bb = backbones.random_backbone("flux", "meta")
     assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 1) == 11.9  # DESIGN.md section 6
-    assert bb.prompt_shape == (512, 3072, 57) and bb.tile == 1024
+    assert bb.prompt_shape == (512, 3072, 57) and bb.tile == 512
     seen = transformer_inputs(bb)
     p = bb.new_prompt(task="a")
-    y = sample.restore(bb, torch.empty(3, 1024, 1024, device="meta"), [p], "ebr", 0.4)
-    assert y.shape == (3, 1024, 1024)
-    tokens = (1024 // 16) ** 2  # 8x VAE, then 2x2 latents per token
+    y = sample.restore(bb, torch.empty(3, 512, 512, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
+    assert y.shape == (3, 512, 512)  # one tile: the whole input in one call
+    tokens = (512 // 16) ** 2  # 8x VAE, then 2x2 latents per token
     assert seen[0]["hidden_states"] == (1, tokens, 64) and seen[0]["img_ids"] == (tokens, 3)
     assert seen[0]["encoder_hidden_states"] == (1, 512, 4096) and seen[0]["txt_ids"] == (512, 3)
     seen.clear()
-    y = sample.restore(bb, torch.empty(3, 1000, 1500, device="meta"), [p], "ebr", 0.4)
+    y = sample.restore(bb, torch.empty(3, 1000, 1500, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
     assert y.shape == (3, 1000, 1500)
-    # padded to 1008 x 1504 px: latents 126 x 188, so tiles of 126 x 128 latents, two along the width
-    assert seen[0]["hidden_states"] == (2, (126 // 2) * (128 // 2), 64) and len(seen) == 2
+    # padded to 1008 x 1504 px: latents 126 x 188 in tiles of 64 x 64 overlapping by at least 16:
+    # 3 x 4 tiles, one batched call a step, the text context repeated for each tile
+    assert [s["hidden_states"] for s in seen] == [(12, tokens, 64)] * 2
+    assert seen[0]["encoder_hidden_states"] == (12, 512, 4096) and seen[0]["img_ids"] == (tokens, 3)
 
 
-def test_real_wan_on_meta_pads_frames_and_windows_at_real_size(monkeypatch):
-    monkeypatch.setattr(sample, "steps", 2)
-    monkeypatch.setattr(sample, "progress", False)
+def test_real_wan_on_meta_pads_frames_and_windows_at_real_size():
     bb = backbones.random_backbone("wan", "meta")
     assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 3) == 1.419  # DESIGN.md section 6
     assert bb.prompt_shape == (226, 1536, 30) and bb.window == 33
     seen = transformer_inputs(bb)
     p = bb.new_prompt(task="a")
-    y = sample.restore(bb, torch.empty(3, 33, 480, 832, device="meta"), [p], "ebr", 0.4)
+    y = sample.restore(bb, torch.empty(3, 33, 480, 832, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
     assert y.shape == (3, 33, 480, 832)
     assert seen[0]["hidden_states"] == (1, 16, 9, 60, 104)  # 33 frames -> 9 latent frames, 8x space
     seen.clear()
-    y = sample.restore(bb, torch.empty(3, 50, 480, 832, device="meta"), [p], "ebr", 0.4)
+    y = sample.restore(bb, torch.empty(3, 50, 480, 832, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
     assert y.shape == (3, 50, 480, 832)  # two windows of 33 frames (0-32, 17-49), each 9 latent frames
     assert len(seen) == 2 * 2 and all(s["hidden_states"] == (1, 16, 9, 60, 104) for s in seen)
 
@@ -125,9 +129,7 @@ def flags():
 
 
 @pytest.mark.parametrize("choice", ["math", "flash,efficient", "torch"])
-def test_training_applies_the_chosen_attention_kernels(flux_bb, monkeypatch, choice):
-    monkeypatch.setattr(train, "attention", choice)
-    monkeypatch.setattr(train, "batch", 2)
+def test_training_applies_the_chosen_attention_kernels(flux_bb, choice):
     outside = flags()
     p = flux_bb.new_prompt(task="a")
     seen = {}
@@ -137,19 +139,22 @@ def test_training_applies_the_chosen_attention_kernels(flux_bb, monkeypatch, cho
     flux_bb.transformer.register_forward_pre_hook(lambda m, a, kw: note("forward"), with_kwargs=True)
     p.bank.register_hook(lambda grad: note("backward"))
     z = torch.randn(3, 16, 4, 4)
-    train.train_step(flux_bb, p, torch.optim.AdamW(p.parameters()), z, z, torch.Generator().manual_seed(0))
+    kernels = train.attention_kernels(torch.device("cuda"), choice)  # what train.py passes on a GPU
+    train.train_step(flux_bb, p, torch.optim.AdamW(p.parameters()), z, z, [torch.Generator().manual_seed(0)],
+                     "ebr", 0.4, 2, kernels)
     want = outside if choice == "torch" else {k: k in choice.split(",") for k in outside}
     assert seen == {"forward": want, "backward": want}
     assert flags() == outside  # and only inside the step
 
 
-def test_attention_default_is_flash_and_efficient_on_cuda_only(monkeypatch):
-    monkeypatch.setattr(train, "attention", "auto")
+def test_attention_default_is_flash_and_efficient_on_cuda_only():
+    assert train.attention == "auto"  # train.py's default
     assert train.attention_kernels(torch.device("cuda")) == [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]
     assert train.attention_kernels(torch.device("cpu")) is None  # torch's own choice
-    monkeypatch.setattr(train, "attention", "cudnn,fast")
+    assert train.attention_kernels(torch.device("cuda"), "torch") is None
+    assert train.attention_kernels("cpu", "math") == [SDPBackend.MATH]  # asked for by name: on any device
     with pytest.raises(ValueError, match="--attention=cudnn,fast"):
-        train.attention_kernels(torch.device("cuda"))
+        train.attention_kernels(torch.device("cuda"), "cudnn,fast")
 
 
 # ------------------------------------------------------------------------ the VAE's precision
@@ -166,10 +171,10 @@ def test_vae_precision_policy():
 def test_bf16_vae_keeps_the_trained_tiny_vaes_output():
     # why bf16 is the GPU default: on the trained tiny VAE, bf16 loses at most a tenth of a dB
     # of what fp32 keeps (README); here on two held-out crops, with a margin
-    import data
     import eval as metrics
+    import photos
     bb = backbones.load("tiny-flux", device="cpu")
-    crops = [c for _, c in data.eval_crops(64)[:2]]
+    crops = [c for _, c in photos.eval_crops(64, 1)[:2]]  # two held-out photos, a crop each
     psnr = {}
     for dt in (torch.float32, torch.bfloat16):
         bb.vae.to(dt)
