@@ -123,3 +123,12 @@ def clean_folder(tmp_path_factory):
         img = photos.photo(name)
         media.write_image(str(folder / f"{name}.png"), media.resize(img[:, :256, :256], 48, 48))
     return str(folder)
+
+
+def transformer_inputs(bb):
+    """The shapes of every tensor the transformer is called with, call by call (a list that grows)."""
+    seen = []
+    bb.transformer.register_forward_pre_hook(
+        lambda m, a, kw: seen.append({k: tuple(v.shape) for k, v in kw.items() if torch.is_tensor(v)}),
+        with_kwargs=True)
+    return seen

@@ -103,7 +103,7 @@ def test_ddbm_sampler_leaves_the_pinned_end_with_seed_noise(z):
 
 
 def authors_ebr_sampler(model, y, eps, t0=0.4, t_min=1e-4, n=20):
-    """The authors' update rule, written out literally (DESIGN.md section 4)."""
+    """The authors' update rule, written out literally."""
     ts = torch.linspace(t0, t_min, n).tolist()
     x = (1 - t0) * y + t0 * eps
     for i, t in enumerate(ts):

@@ -14,6 +14,7 @@ import bridge
 import sample
 import tiles
 import train
+from conftest import transformer_inputs
 
 
 def watched(bb):
@@ -77,17 +78,9 @@ def test_training_validation_and_generated_data_stay_on_the_backbones_device(met
     assert row.shape == px  # eval.py's VAE round-trip row
 
 
-def transformer_inputs(bb):
-    seen = []
-    bb.transformer.register_forward_pre_hook(
-        lambda m, a, kw: seen.append({k: tuple(v.shape) for k, v in kw.items() if torch.is_tensor(v)}),
-        with_kwargs=True)
-    return seen
-
-
 def test_real_flux_on_meta_packs_pads_and_tiles_at_real_size():
     bb = backbones.random_backbone("flux", "meta")
-    assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 1) == 11.9  # DESIGN.md section 6
+    assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 1) == 11.9
     assert bb.prompt_shape == (512, 3072, 57) and bb.tile == 512
     seen = transformer_inputs(bb)
     p = bb.new_prompt(task="a")
@@ -107,7 +100,7 @@ def test_real_flux_on_meta_packs_pads_and_tiles_at_real_size():
 
 def test_real_wan_on_meta_pads_frames_and_windows_at_real_size():
     bb = backbones.random_backbone("wan", "meta")
-    assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 3) == 1.419  # DESIGN.md section 6
+    assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 3) == 1.419
     assert bb.prompt_shape == (226, 1536, 30) and bb.window == 33
     seen = transformer_inputs(bb)
     p = bb.new_prompt(task="a")

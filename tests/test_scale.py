@@ -6,15 +6,7 @@ import torch
 
 import backbones
 import sample
-from conftest import run_here
-
-
-def transformer_inputs(bb):
-    seen = []
-    bb.transformer.register_forward_pre_hook(
-        lambda m, a, kw: seen.append({k: tuple(v.shape) for k, v in kw.items() if torch.is_tensor(v)}),
-        with_kwargs=True)
-    return seen
+from conftest import run_here, transformer_inputs
 
 
 def test_flux_restores_in_tiles_of_its_training_size():
