@@ -127,7 +127,7 @@ def main():
     print(f"\nbench: {bb.name}, CPU, {threads} threads, batch {batch}, {size} px, median of {repeats}")
     print(f"{'measure':<40} {'time (s)':>9} {'reference':>10} {'ratio':>7}  target")
     for name, a, b, r, tgt in rows:
-        print(f"{name:<40} {a:9.3f} {b:10.3f} {r:7.2f}  {tgt}")
+        print(f"{name:<40} {a:9.3f} {b:10.3f} {r:7.3g}  {tgt}")
 
 
 # ------------------------------------------------------------------ --arch: the real architectures
