@@ -68,8 +68,10 @@ def task_choices():
 
 
 def message(e, path):
-    """One line, naming the upload by its own name rather than its place in gradio's cache."""
-    return " ".join(str(e).split()).replace(path, os.path.basename(path)) or type(e).__name__
+    """One line, naming the upload by its own name rather than its place in gradio's cache, and
+    the page's control where sample.prepare names a command-line flag."""
+    text = " ".join(str(e).split()).replace(path, os.path.basename(path)) or type(e).__name__
+    return text.replace("pass --t0", "set T0 under \"advanced\"")
 
 
 def show_input(path):

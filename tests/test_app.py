@@ -172,7 +172,8 @@ def test_bad_requests_get_one_line_naming_the_upload(page, tmp_path):
     assert "at least one task" in error(photo, tasks=[])
     assert "upload a photo or a clip first" in error(None)
     # the shipped haze and rain were trained at different T0: the mix asks for one
-    assert "different T0" in error(photo, tasks=["haze", "rain"])
+    mixed = error(photo, tasks=["haze", "rain"])
+    assert "different T0" in mixed and 'set T0 under "advanced"' in mixed and "--t0" not in mixed
 
 
 # ------------------------------------------------------- slow: python app.py, as a user runs it
