@@ -4,11 +4,12 @@
     python eval.py --task=haze --paper            # the paper's method (paper-form prompt, plain decode)
     python eval.py --task=haze --prompts=a.safetensors,b.safetensors --data=path/to/pairs
     python eval.py --vae_only --size=512          # what the VAE alone keeps of clean photos
+    python eval.py --task=haze --baselines        # and beside them a classical method and a U-Net (baselines.py)
 
-Rows: the degraded input; the clean image through the VAE and back (the ceiling of any restoration
-in latent space); the frozen backbone with no prompt from the same start; each prompt with its own
-bridge and T0. Metrics on uint8-quantized images; Y is MATLAB's rgb2ycbcr luma; SSIM the 11x11
-Gaussian window (sigma 1.5). Videos: the mean over frames.
+Rows: degraded; clean through the VAE and back (the ceiling in latent space); the bare backbone
+from the same start; each prompt (its bridge, T0); with --baselines a classical method and a U-Net.
+Ours: uint8-quantized, Y MATLAB's luma, SSIM the 11x11 Gaussian window; the paper's (the authors'
+code): float RGB in [0, 1], scikit-image's defaults (7x7 uniform window). Clips: mean over frames.
 """
 import csv
 import json
@@ -18,9 +19,11 @@ import sys
 
 import torch
 import torch.nn.functional as F
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
 import backbones
+import baselines as baselines_lib
 import extensions
 import media
 import pairs
@@ -46,6 +49,8 @@ decoded_above = -1.0  # extension, as in sample.py (0: off, -1: the prompt's)
 min_change = -1.0     # extension, as in sample.py (0: off, -1: the prompt's)
 vae_only = False      # only the degraded and VAE round-trip rows (the ceiling; e.g. with --size=512)
 seed = 0              # seeds the pairs and the sampler's starting noise
+baselines = False     # also the classical method and the supervised U-Net of baselines.py (same pairs, metrics, pictures)
+unet = ""             # with --baselines: the U-Net file (default prompts/<backbone>/baselines/<task>.safetensors)
 pictures = 4          # pairs written as pictures, <out>/pair_<i>.png: each row's output side by side, then clean
 out = ""              # folder for the CSV/JSON/pictures (default runs/eval-<backbone>-<task>)
 device = ""           # cuda, cuda:1, cpu (default: the GPU if there is one, else the CPU)
@@ -103,6 +108,19 @@ def metrics(pred, target):
     return dict(psnr=psnr(p, t), ssim=ssim(p, t), psnr_y=psnr(py, ty), ssim_y=ssim(py, ty))
 
 
+def paper_metrics(pred, target):
+    """PSNR and SSIM as the authors' evaluation code scores them, by the same library calls:
+    scikit-image on float RGB in [0, 1], no quantization, data_range 1, channel_axis 2, its
+    default 7x7 uniform window. A clip: the mean over frames."""
+    if pred.ndim == 4:
+        per = [paper_metrics(pred[:, f], target[:, f]) for f in range(pred.shape[1])]
+        return {k: sum(p[k] for p in per) / len(per) for k in per[0]}
+    a = pred.detach().double().cpu().permute(1, 2, 0).numpy()
+    b = target.detach().double().cpu().permute(1, 2, 0).numpy()
+    return dict(psnr_paper=float(peak_signal_noise_ratio(b, a, data_range=1)),
+                ssim_paper=float(structural_similarity(b, a, data_range=1, channel_axis=2)))
+
+
 def perceptual_metrics():
     """LPIPS, DISTS, CLIPIQA, MUSIQ need a library and downloaded weights: say which are absent."""
     why = {}
@@ -132,15 +150,44 @@ def score(results, reference=None):
 
 # ------------------------------------------------------------------------------ the loop
 
+def baseline_methods(bb, task, unet_file=""):
+    """--baselines' rows: ([(label, restore(deg) -> pred, learned numbers)], what they are): the
+    classical method with the settings stored for this backbone (baselines.classical_settings) and
+    the supervised U-Net of unet_file (default: this backbone's shipped one; absent: left out, said so)."""
+    settings = baselines_lib.classical_settings(bb.name, task)
+    name = baselines_lib.CLASSICAL[task][0]
+    if not os.path.isfile(baselines_lib.classical_file(bb.name)):
+        print(f"classical: no settings chosen for {bb.name}, the defaults of baselines.CLASSICAL (choose them: "
+              f"python baselines.py --choose --backbone={bb.name} --task={task})")
+    rows = [(f"classical: {name}", lambda d: baselines_lib.classical(task, d, settings), 0)]
+    about = dict(classical=dict(method=name, settings=settings))
+    path = unet_file or baselines_lib.unet_path(bb.name, task)
+    if not unet_file and not os.path.isfile(path):
+        print(f"no supervised U-Net for {bb.name} / {task} at {os.path.relpath(path)}: row left out (train it: "
+              f"python baselines.py --backbone={bb.name} --task={task} --out={os.path.relpath(os.path.dirname(path))})")
+        return rows, about
+    net, meta = baselines_lib.load_unet(path, bb.device)
+    if meta.get("task") != task:
+        raise media.InputError(f"{path} is a U-Net for {meta.get('task')!r}, not {task!r}")
+    rows.append(("supervised U-Net", lambda d: baselines_lib.restore_unet(net, d), baselines_lib.count(net)))
+    about["unet"] = dict(file=os.path.relpath(path), **{k: meta.get(k) for k in ("widths", "steps", "backbone", "data", "seed", "size")})
+    return rows, about
+
+
 def main():
     if paper and max(keep_detail, decoded_above, min_change) >= 0:
         fail("--keep_detail, --decoded_above and --min_change are extensions; --paper decodes the latent as it is")
+    if vae_only and baselines:
+        fail("--vae_only and --baselines: the VAE's ceiling alone, or the restorations beside it; choose one")
+    if unet and not baselines:
+        fail("--unet is the U-Net row of --baselines; add --baselines")
     bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None)
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
     ps = [] if vae_only else [sample.prepare(bb, [n], paper, "", 0.0, keep_detail, decoded_above, min_change)
                               for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
+    extra, about = baseline_methods(bb, task, unet) if baselines else ([], {})
     n = count or (0 if data_source == "heldout" else 16)
     pair_list = pairs.make_pairs(data_source, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
                                  any_label=any_label, data_root=data_root)
@@ -154,54 +201,73 @@ def main():
     pair_list, before = [pc for pc, _ in kept], [m for _, m in kept]
     out_ = out or os.path.join("runs", f"eval-{bb.name}-{task}" + ("-paper" if paper else ""))
     os.makedirs(out_, exist_ok=True)
-    # (label, prompts, bridge, T0, decode); the VAE round trip of clean is the ceiling in latent space
-    methods = [("degraded", None, None, None, None), ("VAE round trip of clean", None, None, None, None)]
+    # label -> (restore(i, deg, clean) -> pred, learned numbers (None: not a restoration), decode or
+    # None); the VAE round trip of clean is the ceiling in latent space
+    methods = {"degraded": (lambda i, d, c: d, 0, None),
+               "VAE round trip of clean": (lambda i, d, c: sample.from_latents(bb, sample.to_latents(bb, c), c), None, None)}
+
+    def sampler(p, br, t0_, decode):
+        return lambda i, d, c: sample.restore(bb, d, p, br, t0_, decode, desc=f"{i}", seed=seed)
+
     if bare and not vae_only:  # the bare backbone from the same start as this backbone's new prompts
         t0_bare = bb.t0 if paper else extensions.defaults(bb.kind).get("t0", bb.t0)
         decode_bare = extensions.PAPER_DECODE if paper else extensions.decode_settings(bb.kind, [])
-        methods.append(("bare backbone", [None], "ebr", t0_bare, decode_bare))
+        methods["bare backbone"] = (sampler([None], "ebr", t0_bare, decode_bare), 0, decode_bare)
     labels = [f"prompt {br}" for _, br, _, _ in ps]
     for name, (p, br, t0_, decode), label in zip(names, ps, labels):
         if labels.count(label) > 1:  # same bridge twice: tell them apart by file
             label += f" ({name})"
-        methods.append((label, p, br, t0_, decode))
+        methods[label] = (sampler(p, br, t0_, decode), sum(baselines_lib.count(q) for q in p), decode)
+    for label, fn, learned in extra:
+        methods[label] = (lambda i, d, c, fn=fn: fn(d), learned, None)
     rows = []
     for i, (deg, clean) in enumerate(tqdm(pair_list, desc=f"eval {task}")):
         preds = []
-        for label, p, br, t0_, decode in methods:
-            if label == "degraded":
-                pred = deg
-            elif label == "VAE round trip of clean":
-                pred = sample.from_latents(bb, sample.to_latents(bb, clean), clean)
-            else:
-                pred = sample.restore(bb, deg, p, br, t0_, decode, desc=f"{i}", seed=seed)
-            rows.append(dict(index=i, method=label, **(before[i] if label == "degraded" else metrics(pred, clean))))
+        for label, (run, _, _) in methods.items():
+            pred = run(i, deg, clean)
+            ours = before[i] if label == "degraded" else metrics(pred, clean)
+            rows.append(dict(index=i, method=label, **ours, **paper_metrics(pred, clean)))
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
             row = torch.cat(preds + [clean], -1)
             media.write_image(os.path.join(out_, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
-    keys = ["psnr", "ssim", "psnr_y", "ssim_y"]
+    keys = ["psnr", "ssim", "psnr_y", "ssim_y", "psnr_paper", "ssim_paper"]
     summary = {}
-    for label, *_ in methods:
+    for label in methods:
         sel = [r for r in rows if r["method"] == label]
         summary[label] = {k: sum(r[k] for r in sel) / len(sel) for k in keys}
+    learned = {label: m[1] for label, m in methods.items()}
     csv_path, json_path = os.path.join(out_, "per_image.csv"), os.path.join(out_, "summary.json")
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["index", "method"] + keys)
         wr.writeheader()
         wr.writerows(rows)
     unavailable = perceptual_metrics()
+    decodes = {label: m[2] for label, m in methods.items() if m[2] is not None}
     json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pair_list), size=size_, seed=seed,
-                   paper=paper, decode={label: decode for label, _, br, _, decode in methods if br},
-                   summary=summary, unavailable=unavailable), open(json_path, "w"), indent=1)
+                   paper=paper, decode=decodes, learned=learned, baselines=about, summary=summary, unavailable=unavailable,
+                   metrics=dict(ours="uint8-quantized; SSIM 11x11 Gaussian window (sigma 1.5); _y on MATLAB's luma",
+                                paper="float RGB in [0, 1], data_range 1; SSIM scikit-image's default 7x7 uniform window")),
+              open(json_path, "w"), indent=1)
     how = "the paper's method" if paper else "with extensions"
-    print(f"\n{task} on {len(pair_list)} {data_source} pairs ({bb.name}, {size_} px, {how}), uint8-quantized:")
-    print(f"{'method':<24} {'PSNR':>7} {'SSIM':>7} {'PSNR-Y':>7} {'SSIM-Y':>7}")
+    width = max(24, *(len(label) for label in methods))
+    print(f"\n{task} on {len(pair_list)} {data_source} pairs ({bb.name}, {size_} px, {how}); "
+          f"ours: uint8-quantized, 11x11 Gaussian SSIM; paper's: float, 7x7 uniform SSIM (scikit-image):")
+    head = ("method", "PSNR", "SSIM", "PSNR-Y", "SSIM-Y", "paper's PSNR", "SSIM")
+    print("{:<{w}} {:>7} {:>7} {:>7} {:>7} | {:>13} {:>7} | learned".format(*head, w=width))
     for label, m in summary.items():
-        print(f"{label:<24} {m['psnr']:7.2f} {m['ssim']:7.4f} {m['psnr_y']:7.2f} {m['ssim_y']:7.4f}")
+        n_learned = "-" if learned[label] is None else f"{learned[label]:,}"
+        print(f"{label:<{width}} {m['psnr']:7.2f} {m['ssim']:7.4f} {m['psnr_y']:7.2f} {m['ssim_y']:7.4f} | "
+              f"{m['psnr_paper']:13.2f} {m['ssim_paper']:7.4f} | {n_learned}")
+    if "classical" in about:
+        c = about["classical"]
+        print(f"classical: {c['method']}, " + ", ".join(f"{k}={v}" for k, v in c["settings"].items()))
+    if "unet" in about:
+        u = about["unet"]
+        print(f"supervised U-Net: {u['file']} (widths {u['widths']}, {u['steps']} steps on {u['data']}, seed {u['seed']})")
     for k, why in unavailable.items():
         print(f"{k}: unavailable: {why}")
-    print(f"wrote {csv_path} and {json_path}" + (f"; pictures ({', '.join(l for l, *_ in methods)}, clean): "
+    print(f"wrote {csv_path} and {json_path}" + (f"; pictures ({', '.join(methods)}, clean): "
           f"{out_}/pair_0..{min(pictures, len(pair_list)) - 1}.png" if pictures else ""))
     return summary
 

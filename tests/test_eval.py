@@ -144,3 +144,59 @@ def test_choose_decode_writes_the_best_scored_decode_into_the_prompt(random_tiny
     assert len(chosen) == 1
     assert scores[chosen[0]] == max(scores.values())
     assert extensions.decode_of(prompt_lib.load(path)) == chosen[0]
+
+
+def test_paper_metrics_match_scikit_image_on_float_rgb():
+    # the authors' evaluation code: float RGB in [0, 1], data_range=1, the default 7x7 window,
+    # channel_axis=2, no quantization
+    a, b = pair(2, (3, 37, 45))
+    m = ev.paper_metrics(b, a)
+    na, nb = a.double().permute(1, 2, 0).numpy(), b.double().permute(1, 2, 0).numpy()
+    assert m["psnr_paper"] == pytest.approx(peak_signal_noise_ratio(na, nb, data_range=1), abs=1e-9)
+    assert m["ssim_paper"] == pytest.approx(structural_similarity(na, nb, data_range=1, channel_axis=2), abs=1e-9)
+    ours = ev.metrics(b, a)  # a different convention, and different numbers
+    assert abs(ours["ssim"] - m["ssim_paper"]) > 1e-3
+    clip_a, clip_b = pair(3, (3, 3, 20, 24))
+    per = [ev.paper_metrics(clip_b[:, f], clip_a[:, f])["ssim_paper"] for f in range(3)]
+    assert ev.paper_metrics(clip_b, clip_a)["ssim_paper"] == pytest.approx(np.mean(per))
+
+
+def test_eval_baselines_rows_and_pictures(random_tiny, clean_folder, tmp_path):
+    # --baselines on two pairs: the classical and U-Net rows beside the prompt's, both metric
+    # conventions, each method's learned numbers, and their columns in pair_<i>.png
+    import backbones
+    import baselines
+    import media
+    import pairs
+    import prompt as prompt_lib
+    bb = backbones.load(random_tiny["tiny-flux"], device="cpu")
+    p = bb.new_prompt(task="snow", bridge="ebr", t0=bb.t0)
+    prompt_lib.save(p, tmp_path / "snow.safetensors")
+    code, _, err = run_here("baselines.py", "--task=snow", f"--backbone={random_tiny['tiny-flux']}", f"--data={clean_folder}",
+                            "--size=32", "--pool=2", "--val_pairs=1", "--batch=1", "--steps=1", "--widths=(4,8)",
+                            f"--out={tmp_path / 'unet'}")
+    assert code == 0, err
+    out = tmp_path / "eval"
+    code, outp, err = run_here("eval.py", "--task=snow", f"--backbone={random_tiny['tiny-flux']}", f"--data={clean_folder}",
+                               "--count=2", "--size=32", "--baselines", "--bare=false", f"--prompts={tmp_path / 'snow.safetensors'}",
+                               f"--unet={tmp_path / 'unet' / 'snow.safetensors'}", f"--out={out}")
+    assert code == 0, err
+    summary = json.load(open(out / "summary.json"))
+    rows = ["degraded", "VAE round trip of clean", "prompt ebr", "classical: flake filter and stretch", "supervised U-Net"]
+    assert list(summary["summary"]) == rows
+    assert all({"psnr", "ssim", "psnr_paper", "ssim_paper"} <= set(m) for m in summary["summary"].values())
+    assert summary["learned"] == {"degraded": 0, "VAE round trip of clean": None, "prompt ebr": baselines.count(p), "classical: flake filter and stretch": 0,
+                                  "supervised U-Net": baselines.count(baselines.UNet((4, 8)))}
+    assert summary["baselines"]["unet"]["steps"] == "1" and "settings" in summary["baselines"]["classical"]
+    assert "supervised U-Net" in outp and "paper's PSNR" in outp
+    assert len(open(out / "per_image.csv").read().splitlines()) == 1 + 2 * len(rows)
+    pic = media.read_image(out / "pair_0.png")
+    assert pic.shape == (3, 32, (len(rows) + 1) * 32)  # every row, then clean
+    deg = pairs.make_pairs(clean_folder, "snow", 2, 32, 1, torch.Generator().manual_seed(7))[0][0]
+    settings = baselines.classical_settings(bb.name, "snow")
+    assert (pic[:, :, 3 * 32:4 * 32] - baselines.classical("snow", deg, settings)).abs().max() <= 0.5 / 255 + 1e-6
+    # a U-Net for another task is refused in one line
+    code, _, err = run_here("eval.py", "--task=haze", f"--backbone={random_tiny['tiny-flux']}", f"--data={clean_folder}",
+                            "--count=1", "--size=32", "--baselines", "--bare=false", f"--prompts={tmp_path / 'snow.safetensors'}",
+                            f"--unet={tmp_path / 'unet' / 'snow.safetensors'}", f"--out={tmp_path / 'eval2'}")
+    assert code == 2 and "not 'haze'" in err and "Traceback" not in err
