@@ -6,8 +6,8 @@
     python baselines.py --choose --task=haze                 # the classical method's settings, on training pairs
 
 Classical (nothing learned; scikit-image / SciPy): CLASSICAL. Supervised: a residual U-Net trained
-on train.py's pairs (source, seed, pool, crop size) in its loop shape (batch, --accum, a seeded
-generator per micro-batch, AdamW, --steps), loss the pixel MSE; writes <out>/<task>.safetensors,
+on train.py's pairs (source, seed, crop size; streamed, or its pool with --cache_pairs) in its loop
+shape (batch, --accum, a seeded generator per micro-batch, AdamW, --steps), loss the pixel MSE; writes <out>/<task>.safetensors,
 <task>.ckpt.pt (--resume continues exactly), <task>_val.png. eval.py --baselines scores both.
 """
 import itertools
@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 import backbones
+import dataset
 import degrade
 import media
 import pairs
@@ -49,8 +50,10 @@ accum = 1            # micro-batches per step; their gradients are averaged
 lr = 1e-3            # AdamW learning rate of the U-Net
 size = 0             # crop size in pixels (0: the backbone's training size)
 frames = 0           # clip length for video backbones (0: the backbone's)
-pool = 256           # training pairs, made once (train.py's)
-val_pairs = 8        # validation pairs after the pool (train.py's)
+workers = 2          # data loader processes (train.py's)
+cache_pairs = False  # a fixed pool of `pool` pairs made once instead of streaming (train.py --cache_latents; the shipped U-Nets)
+pool = 256           # --cache_pairs: training pairs, made once (train.py's)
+val_pairs = 8        # validation pairs (train.py's)
 val_every = 250      # steps between validations and checkpoints
 widths = (16, 32, 64, 128)  # U-Net channels per level (a Python literal)
 out = ""             # output folder (default runs/<backbone>-<task>-unet; with --choose prompts/<backbone>/baselines)
@@ -60,7 +63,7 @@ choose_count = 32    # --choose: training pairs scored (the first of train.py's 
 seed = 0             # the net's init, the data, the draws of each micro-batch (train.py's)
 device = ""          # cuda, cuda:1, cpu (default: the GPU if there is one, else the CPU)
 threads = 0          # torch CPU threads (0: torch's default)
-ALIASES = {"data": "data_source"}
+ALIASES = {"data": "data_source", "cache_latents": "cache_pairs"}
 
 
 # ------------------------------------------------------------------------------ classical
@@ -279,23 +282,31 @@ def backbone_settings(backbone="", video=False):
 
 
 def train_step(net, opt, xd, xc, gens, batch):
-    """One optimizer step, train.train_step's shape: per micro-batch (one generator each) `batch`
-    pairs of the pool, frames as a batch, the pixel MSE, backward; gradients averaged, AdamW."""
+    """One optimizer step on the pool: each micro-batch's generator draws `batch` of its pairs."""
+    def drawn():
+        for gm in gens:
+            idx = torch.randint(len(xd), (batch,), generator=gm)
+            yield xd[idx], xc[idx]
+    return step_on(net, opt, drawn())
+
+
+def step_on(net, opt, micro):
+    """One optimizer step, train.step_on's shape: per micro-batch (degraded, clean) of `micro`,
+    frames as a batch, the pixel MSE, backward; gradients averaged, AdamW."""
     opt.zero_grad(set_to_none=True)
-    total = 0.0
+    total, n = 0.0, 0
     dev = next(net.parameters()).device
-    for gm in gens:
-        idx = torch.randint(len(xd), (batch,), generator=gm)
-        d = torch.cat([frames_of(x) for x in xd[idx]]).to(dev)
-        c = torch.cat([frames_of(x) for x in xc[idx]]).to(dev)
+    for xd, xc in micro:
+        d = torch.cat([frames_of(x) for x in xd]).to(dev)
+        c = torch.cat([frames_of(x) for x in xc]).to(dev)
         loss = (net(d) - c).square().mean()
         loss.backward()
-        total += loss.item()
+        total, n = total + loss.item(), n + 1
     for q in net.parameters():
         if q.grad is not None:
-            q.grad.div_(len(gens))
+            q.grad.div_(n)
     opt.step()
-    return total / len(gens)
+    return total / n
 
 
 def psnr(a, b):
@@ -350,16 +361,23 @@ def main():
     os.makedirs(out_, exist_ok=True)
     ckpt_path = os.path.join(out_, f"{task}.ckpt.pt")
 
-    # the data exactly as train.py makes it: one generator seeded with --seed, pool then validation
+    # the data exactly as train.py takes it: streamed from --seed's stream, or its pool then validation
     t_start = time.time()
-    pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, torch.Generator().manual_seed(seed), vid,
-                                 None, any_label, data_root)
-    xd = torch.stack([d for d, _ in pair_list[:pool]])
-    xc = torch.stack([c for _, c in pair_list[:pool]])
-    vd = torch.stack([d for d, _ in pair_list[pool:]])
-    vc = torch.stack([c for _, c in pair_list[pool:]])
-    print(f"data: {data_source} / {task}: {len(xd)} training pairs and {len(vd)} validation pairs of "
-          f"{tuple(xc.shape[1:])} px ({time.time() - t_start:.0f} s)")
+    if cache_pairs:
+        pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, torch.Generator().manual_seed(seed),
+                                     vid, None, any_label, data_root)
+        xd = torch.stack([d for d, _ in pair_list[:pool]])
+        xc = torch.stack([c for _, c in pair_list[:pool]])
+        val_list, desc = pair_list[pool:], f"{pool} training pairs"
+    else:
+        items, synthetic = pairs.items(data_source, task, any_label, data_root)
+        ds = dataset.Pairs(items, synthetic, task, size_, frames_, vid, seed)
+        val_list = dataset.val_pairs(items, synthetic, task, size_, frames_, vid, seed, val_pairs)
+        desc = f"{len(items)} items streamed ({workers} workers)"
+    vd = torch.stack([d for d, _ in val_list])
+    vc = torch.stack([c for _, c in val_list])
+    print(f"data: {data_source} / {task}: {desc} and {len(vd)} validation pairs of "
+          f"{tuple(vc.shape[1:])} px ({time.time() - t_start:.0f} s)")
 
     torch.manual_seed(seed)  # the net's init
     net = UNet(widths).to(dev)
@@ -371,6 +389,10 @@ def main():
         if len(ck["rng"]) != accum or tuple(ck["config"]["widths"]) != net.widths:
             fail(f"{ckpt_path} was made with --accum={len(ck['rng'])} and --widths={tuple(ck['config']['widths'])}; "
                  f"this run has {accum} and {net.widths}")
+        cached = ck["config"].get("cache_pairs", True)  # older checkpoints: the pool
+        if cached != cache_pairs:
+            fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if cached
+                                                   else "streamed data; resume it without --cache_pairs"))
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["optimizer"])
         for g, s in zip(gens, ck["rng"]):
@@ -382,7 +404,7 @@ def main():
     print(f"U-Net widths {'-'.join(map(str, net.widths))} on {dev}: {count(net):,} trainable numbers; lr {lr}, "
           f"batch {batch_} x {accum} micro-batches" + (f" of {frames_} frames" if vid else ""))
     meta = dict(task=task, backbone=name, data=data_source, seed=seed, size=size_, frames=frames_, lr=lr,
-                batch=batch_, accum=accum, pool=pool)
+                batch=batch_, accum=accum, cache_pairs=cache_pairs, pool=pool)
 
     def save(step):
         state = dict(net=net.state_dict(), optimizer=opt.state_dict(), rng=[g.get_state() for g in gens],
@@ -392,10 +414,15 @@ def main():
         save_unet(net, os.path.join(out_, f"{task}.safetensors"), steps=step, **meta)
 
     t_train = time.time()
+    if not cache_pairs:  # train.py's stream for one process: micro-batches 0..accum-1 of every step from `start`
+        stream = dataset.batches(ds, dataset.Steps(start, steps, range(accum), accum, batch_), batch_, workers)
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"U-Net {task}", mininterval=2)
     for step in bar:
         net.train()
-        log.append(train_step(net, opt, xd, xc, gens, batch_))
+        if cache_pairs:
+            log.append(train_step(net, opt, xd, xc, gens, batch_))
+        else:
+            log.append(step_on(net, opt, ((d.float() / 255, c.float() / 255) for d, c in (next(stream) for _ in gens))))
         bar.set_postfix(loss=f"{sum(log[-50:]) / len(log[-50:]):.4f}")
         if (step + 1) % val_every == 0 or step + 1 == steps:
             net.eval()

@@ -127,12 +127,16 @@ def json_list(path, task=None, any_label=False, data_root=""):
     return out
 
 
+def read(path):
+    """An image or video file -> [3, H, W] or [3, F, H, W] in [0, 1]: the one reader of training
+    files (tests patch it to count decodes)."""
+    return read_video(path)[0] if is_video(path) else read_image(path)
+
+
 def load_pair_item(item):
     """A (degraded, clean) pair of paths (or lists of frame paths) -> tensors."""
     def one(p):
-        if isinstance(p, list):
-            return torch.stack([read_image(f) for f in p], dim=1)
-        return read_video(p)[0] if is_video(p) else read_image(p)
+        return torch.stack([read(f) for f in p], dim=1) if isinstance(p, list) else read(p)
     deg, clean = one(item[0]), one(item[1])
     if deg.shape != clean.shape:
         raise InputError(f"{item[0]}: size {tuple(deg.shape)} differs from its target {tuple(clean.shape)}")
@@ -159,8 +163,65 @@ def _window(clip, frames, g):
     return clip[:, s:s + frames]
 
 
+def items(source, task, any_label=False, data_root="", clean=None):
+    """What a training source holds, nothing decoded: (items, synthetic). An item is a photo's
+    name, a clean file's path, a clean tensor (`clean`, for 'generate') or a (degraded, clean)
+    pair of paths; synthetic: the items are clean, degraded by degrade.py when drawn."""
+    if source == "photos":
+        return photos.available(photos.TRAIN_PHOTOS), True
+    if source == "generate":
+        return list(clean), True
+    if os.path.isfile(source) and source.endswith(".json"):
+        return json_list(source, task, any_label, data_root), False
+    if os.path.isdir(os.path.join(source, "input")):
+        return paired_folder(source), False
+    if os.path.isdir(source):
+        files = [f for f in sorted(glob.glob(os.path.join(source, "*"))) if f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
+        if not files:
+            raise InputError(f"{source}: no images or videos")
+        return files, True
+    raise InputError(f"--data {source!r}: not 'photos', 'generate', a folder or a .json list")
+
+
+def load(item):
+    """An item of items() -> its pixels: a clean image or clip, or a (degraded, clean) pair."""
+    if torch.is_tensor(item):
+        return item
+    if isinstance(item, tuple):
+        return load_pair_item(item)
+    if item in photos.PIP_PHOTOS or item in photos.DEBIAN_PHOTOS:
+        return photos.photo(item)
+    return read(item)
+
+
+def draw(px, synthetic, task, size, frames, video, g):
+    """One (degraded, clean) pair of an item's pixels, every random choice from g: a crop of a
+    clean image (a virtual-camera clip on a video backbone) degraded by degrade.py, or the same
+    crop (and window of frames) of a degraded image and its target."""
+    from degrade import degrade
+    if synthetic:
+        if px.ndim == 4:
+            x = _aligned_crop(px, px, size, g)[1]
+            x = _window(x, frames, g) if video else x[:, 0]
+        else:
+            x = camera_clip(px, size, frames, g) if video else random_crop(px, size, g)
+        return degrade(task, x, g), x
+    deg, cl = px
+    if video:
+        if deg.ndim != 4:
+            raise InputError("a video backbone needs clips (lists of frames or videos), got images")
+        s = torch.randint(0, max(1, deg.shape[1] - frames + 1), (), generator=g).item()
+        deg, cl = deg[:, s:s + frames], cl[:, s:s + frames]
+        if deg.shape[1] < frames:
+            raise InputError(f"a training clip has {deg.shape[1]} frames; {frames} are needed")
+    elif deg.ndim == 4:
+        deg, cl = deg[:, 0], cl[:, 0]
+    return _aligned_crop(deg, cl, size, g)
+
+
 def make_pairs(source, task, n, size, frames, g, video=False, clean=None, any_label=False, data_root=""):
-    """n (degraded, clean) pixel pairs of `size` px (clips of `frames` frames if video).
+    """n (degraded, clean) pixel pairs of `size` px (clips of `frames` frames if video), all in
+    memory (train.py --cache_latents, eval.py, choose_decode.py; train.py streams with dataset.py).
 
     source: 'photos' (the shipped training photos, degraded synthetically), 'heldout' (the
     evaluation crops, never used for training), a folder with input/ and gt/ (paired), a folder
@@ -175,46 +236,14 @@ def make_pairs(source, task, n, size, frames, g, video=False, clean=None, any_la
             x = camera_clip(img, size, frames, gi) if video else img
             out.append((degrade(task, x, gi), x))
         return out[:n] if n else out
-    if source == "photos" or source == "generate":
-        imgs = list(clean) if source == "generate" else photos.available(photos.TRAIN_PHOTOS)
-        loaded, out = {}, []  # photos are read when first drawn, kept as uint8 (73 photos: 0.8 GB)
-        for _ in range(n):
-            img = imgs[torch.randint(len(imgs), (), generator=g).item()]
-            if isinstance(img, str):
-                if img not in loaded:
-                    loaded[img] = (photos.photo(img) * 255).round().to(torch.uint8)
-                img = loaded[img].float() / 255
-            if img.ndim == 4:
-                x = _aligned_crop(img, img, size, g)[1]
-                x = _window(x, frames, g) if video else x[:, 0]
-            else:
-                x = camera_clip(img, size, frames, g) if video else random_crop(img, size, g)
-            out.append((degrade(task, x, g), x))
-        return out
-    if os.path.isfile(source) and source.endswith(".json"):
-        items = json_list(source, task, any_label, data_root)
-    elif os.path.isdir(os.path.join(source, "input")):
-        items = paired_folder(source)
-    elif os.path.isdir(source):
-        files = [f for f in sorted(glob.glob(os.path.join(source, "*"))) if f.lower().endswith(IMAGE_EXTS + VIDEO_EXTS)]
-        if not files:
-            raise InputError(f"{source}: no images or videos")
-        cleans = [read_video(f)[0] if is_video(f) else read_image(f) for f in files]
-        return make_pairs("generate", task, n, size, frames, g, video, clean=cleans)
-    else:
-        raise InputError(f"--data {source!r}: not 'photos', 'generate', a folder or a .json list")
-    loaded = [load_pair_item(it) for it in items]
-    out = []
+    its, synthetic = items(source, task, any_label, data_root, clean)
+    loaded, out = {}, []
     for _ in range(n):
-        deg, cl = loaded[torch.randint(len(loaded), (), generator=g).item()]
-        if video:
-            if deg.ndim != 4:
-                raise InputError("a video backbone needs clips (lists of frames or videos), got images")
-            s = torch.randint(0, max(1, deg.shape[1] - frames + 1), (), generator=g).item()
-            deg, cl = deg[:, s:s + frames], cl[:, s:s + frames]
-            if deg.shape[1] < frames:
-                raise InputError(f"a training clip has {deg.shape[1]} frames; {frames} are needed")
-        elif deg.ndim == 4:
-            deg, cl = deg[:, 0], cl[:, 0]
-        out.append(_aligned_crop(deg, cl, size, g))
+        i = torch.randint(len(its), (), generator=g).item()
+        if i not in loaded:  # read when first drawn; photos kept as uint8 (73 photos: 0.8 GB)
+            loaded[i] = load(its[i])
+            if source == "photos":
+                loaded[i] = (loaded[i] * 255).round().to(torch.uint8)
+        px = loaded[i].float() / 255 if source == "photos" else loaded[i]
+        out.append(draw(px, synthetic, task, size, frames, video, g))
     return out

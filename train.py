@@ -5,11 +5,13 @@
     python train.py --backbone wan --task lowlight        # Wan 2.1 (needs its weights)
     torchrun --nproc_per_node=4 train.py --backbone flux --task=haze   # data-parallel
 
-Only the prompt bank and its gates learn (AdamW). Each step: pairs, t and eps, the construction's
-state, the backbone's clean estimate x0_hat = z_t - sigma v under the prompt, ||x0_hat - z_clean||^2.
-Writes <out>/<task>.safetensors (what sample.py takes), <out>/<task>.ckpt.pt (--resume continues it
-exactly) and <out>/<task>_val.png (degraded | restored | clean). Micro-batch slot j (over ranks and
---accum) draws from its own seeded generator, so N processes compute what one with --accum=N does.
+Only the prompt bank and its gates learn (AdamW). Each step: pairs streamed from the data (read,
+cropped and degraded afresh by --workers processes, encoded per batch; --cache_latents: drawn from
+a pool encoded once), t and eps, the construction's state, the backbone's clean estimate
+x0_hat = z_t - sigma v under the prompt, ||x0_hat - z_clean||^2. Writes <out>/<task>.safetensors
+(what sample.py takes), <out>/<task>.ckpt.pt (--resume continues it exactly) and <out>/<task>_val.png
+(degraded | restored | clean). Micro-batch slot j (over ranks and --accum) takes its pairs and draws
+from its own seeded stream, so N processes compute what one with --accum=N does.
 """
 import contextlib
 import math
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 import backbones
 import bridge
+import dataset
 import ddp
 import degrade
 import extensions
@@ -49,8 +52,10 @@ accum = 1            # micro-batches per step and process; their gradients are a
 lr = 0.0             # AdamW learning rate (0: the backbone's default, 5e-4 for FLUX/Wan as in the paper)
 size = 0             # crop size in pixels (0: the backbone's default)
 frames = 0           # clip length for video backbones (0: the backbone's default)
-pool = 256           # training pairs made and encoded once
-val_pairs = 8        # held-out pairs (not in the pool) for validation PSNR
+workers = 2          # data loader processes reading and degrading the training pairs (0: this process)
+cache_latents = False  # a fixed pool of `pool` pairs encoded once instead of streaming (pays for the tiny backbones on CPU)
+pool = 256           # --cache_latents: training pairs made and encoded once
+val_pairs = 8        # validation pairs (other draws than the training ones), made once
 val_every = 250      # steps between validations and checkpoints
 generate_count = 32  # --data=generate: clean images drawn from the frozen backbone
 out = ""             # output folder (default runs/<backbone>-<task>-<bridge>)
@@ -83,16 +88,24 @@ def attention_kernels(dev, attention="auto"):
 
 
 def train_step(bb, p, opt, zd, zc, gens, bridge_name, t0, batch, kernels=None):
-    """One optimizer step. For each micro-batch (one generator each in gens): `batch` pairs of the
-    cached latents, t and eps, the construction's state, the prompt's clean estimate,
+    """One optimizer step on the cached latents: each micro-batch's generator draws `batch` of them."""
+    def drawn():
+        for gm in gens:
+            idx = torch.randint(len(zd), (batch,), generator=gm)
+            yield zd[idx].to(bb.device), zc[idx].to(bb.device)
+    return step_on(bb, p, opt, drawn(), gens, bridge_name, t0, kernels)
+
+
+def step_on(bb, p, opt, micro, gens, bridge_name, t0, kernels=None):
+    """One optimizer step. For each micro-batch (z_deg, z_clean) of `micro` (taken one at a time)
+    and its generator in gens: t and eps, the construction's state, the prompt's clean estimate,
     ||x0_hat - z_clean||^2, backward; then the gradients summed over micro-batches and ranks,
     divided by their number, and AdamW. kernels: attention_kernels(). Returns the mean loss."""
     opt.zero_grad(set_to_none=True)
     total = None
     with sdpa_kernel(kernels) if kernels else contextlib.nullcontext():  # backward too
-        for gm in gens:
-            idx = torch.randint(len(zd), (batch,), generator=gm)
-            z_deg, z_clean = zd[idx].to(bb.device), zc[idx].to(bb.device)
+        for (z_deg, z_clean), gm in zip(micro, gens):
+            batch = len(z_deg)
             t = bridge.sample_t(batch, t0, generator=gm)
             eps = torch.randn(z_deg.shape, generator=gm).to(bb.device)
             z_t, sigma = bridge.forward(bridge_name, z_deg, z_clean, eps, t.to(bb.device), t0)
@@ -116,6 +129,12 @@ def encode_pairs(bb, pairs, desc):
         zd.append(bb.encode(deg[None] * 2 - 1)[0])
         zc.append(bb.encode(clean[None] * 2 - 1)[0])
     return torch.stack(zd), torch.stack(zc)
+
+
+@torch.no_grad()
+def encode_batch(bb, deg, clean):
+    """A streamed micro-batch (uint8 pixels) -> (z_deg, z_clean) on the backbone's device."""
+    return [bb.encode(x.to(bb.device).float() / 255 * 2 - 1) for x in (deg, clean)]
 
 
 @torch.no_grad()
@@ -146,6 +165,8 @@ def main():
     attention_kernels("cuda", attention)  # a bad --attention fails here, not after loading
     if accum < 1 or batch < 0:
         fail(f"--batch={batch} must be at least 0 (0: the backbone's) and --accum={accum} at least 1")
+    if workers < 0:
+        fail(f"--workers={workers} must be at least 0 (0: read the data in this process)")
     if gain < 0:
         fail(f"--gain={gain} must be positive (0: the backbone's)")
     if paper and (coarse > 0 or gain):
@@ -176,20 +197,29 @@ def main():
         os.makedirs(out_, exist_ok=True)
     ckpt_path = os.path.join(out_, f"{task}.ckpt.pt")
 
-    # ----- data: made and encoded once (deterministic in the seed, so --resume and every rank
-    # rebuild the same)
+    # ----- data: deterministic in the seed, so --resume and every rank see the same. Streamed:
+    # each micro-batch read, cropped, degraded and encoded when its turn comes (dataset.py); or
+    # with --cache_latents a pool made and encoded once
     g_data = torch.Generator().manual_seed(seed)
     clean = None
     if data_source == "generate":
         clean = [c.cpu() for c in generate_clean(bb, generate_count, size_, frames_, g_data)]
-    pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
-                                 any_label, data_root)
-    zd, zc = encode_pairs(bb, pair_list[:pool], f"encode {pool} pairs")
-    vd, _ = encode_pairs(bb, pair_list[pool:], "encode val pairs")
-    val_clean = torch.stack([c for _, c in pair_list[pool:]])
-    val_deg = torch.stack([d for d, _ in pair_list[pool:]])
-    say(f"data: {data_source} / {task}: {len(zd)} training pairs and {len(vd)} validation pairs of "
-        f"{tuple(pair_list[0][1].shape)} px, latents {tuple(zd.shape[1:])}")
+    if cache_latents:
+        pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
+                                     any_label, data_root)
+        zd, zc = encode_pairs(bb, pair_list[:pool], f"encode {pool} pairs")
+        val_list, train_desc = pair_list[pool:], f"{pool} training pairs, encoded once,"
+    else:
+        items, synthetic = pairs.items(data_source, task, any_label, data_root, clean)
+        ds = dataset.Pairs(items, synthetic, task, size_, frames_, bb.video, seed)
+        val_list = dataset.val_pairs(items, synthetic, task, size_, frames_, bb.video, seed, val_pairs)
+        train_desc = (f"{len(items)} {'clean' if synthetic else 'paired'} items streamed "
+                      f"({workers} workers; a fresh crop{' and degradation' if synthetic else ''} every draw)")
+    vd, _ = encode_pairs(bb, val_list, "encode val pairs")
+    val_clean = torch.stack([c for _, c in val_list])
+    val_deg = torch.stack([d for d, _ in val_list])
+    say(f"data: {data_source} / {task}: {train_desc} and {len(vd)} validation pairs of "
+        f"{tuple(val_clean.shape[1:])} px, latents {tuple(vd.shape[1:])}")
 
     # ----- the prompt: the only thing that learns
     if grad_ckpt:
@@ -206,6 +236,10 @@ def main():
         if len(states) != ddp.world() * accum:
             fail(f"{ckpt_path} was made with {len(states)} micro-batches per step (processes x --accum); "
                  f"this run has {ddp.world()} x {accum}")
+        cached = ck["config"].get("cache_latents", True)  # older checkpoints: the pool
+        if cached != cache_latents:
+            fail(f"{ckpt_path} was trained on " + ("cached latents; resume it with --cache_latents" if cached
+                                                   else "streamed data; resume it without --cache_latents"))
         p.load_state_dict(ck["prompt"])
         opt.load_state_dict(ck["optimizer"])
         for g, j in zip(gens, slots):
@@ -222,7 +256,8 @@ def main():
 
     def save_ckpt(step, states):
         state = dict(prompt=p.state_dict(), optimizer=opt.state_dict(), rng=states, step=step,
-                     log=log, config=dict(task=task, bridge=bridge_name, t0=t0_, backbone=bb.name, seed=seed))
+                     log=log, config=dict(task=task, bridge=bridge_name, t0=t0_, backbone=bb.name, seed=seed,
+                                             cache_latents=cache_latents))
         tmp = ckpt_path + ".tmp"
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)
@@ -231,8 +266,14 @@ def main():
     kernels = attention_kernels(bb.device, attention)
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {task}", mininterval=2, disable=not lead)
+    if not cache_latents:  # this process's micro-batches from `start` on: slots j of every step
+        stream = dataset.batches(ds, dataset.Steps(start, steps, slots, ddp.world() * accum, batch_), batch_, workers)
     for step in bar:
-        log.append(train_step(bb, p, opt, zd, zc, gens, bridge_name, t0_, batch_, kernels).item())
+        if cache_latents:
+            loss = train_step(bb, p, opt, zd, zc, gens, bridge_name, t0_, batch_, kernels)
+        else:
+            loss = step_on(bb, p, opt, (encode_batch(bb, *next(stream)) for _ in gens), gens, bridge_name, t0_, kernels)
+        log.append(loss.item())
         bar.set_postfix(loss=f"{sum(log[-50:]) / len(log[-50:]):.4f}")
         if (step + 1) % val_every == 0 or step + 1 == steps:
             states = [s for per_rank in ddp.gather([g.get_state() for g in gens]) for s in per_rank]

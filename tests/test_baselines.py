@@ -74,25 +74,34 @@ def test_unet_starts_as_the_identity_and_keeps_any_shape():
 
 
 def test_unet_trains_on_the_data_train_py_trains_on(random_tiny, clean_folder, monkeypatch, tmp_path):
-    # the same make_pairs call (source, task, pool + validation pairs, crop, generator seed): the
-    # same pairs; each script is stopped there
+    # the same stream (items, crop, seed) or, with --cache_latents, the same make_pairs call (source,
+    # task, pool + validation pairs, crop, generator seed): the same pairs; each script is stopped there
+    import dataset
     import pairs
     calls = []
 
     class Made(Exception):
         pass
 
-    def spy(source, task, n, size, frames, g, video=False, *rest, **kw):
+    def spy_stream(self, items, synthetic, task, size, frames, video, seed, stream=0):
+        calls.append((tuple(items), synthetic, task, size, frames, video, seed))
+        raise Made
+
+    def spy_pool(source, task, n, size, frames, g, video=False, *rest, **kw):
         calls.append((source, task, n, size, frames, g.initial_seed(), video))
         raise Made
 
-    monkeypatch.setattr(pairs, "make_pairs", spy)
+    monkeypatch.setattr(dataset.Pairs, "__init__", spy_stream)
+    monkeypatch.setattr(pairs, "make_pairs", spy_pool)
     common = ["--task=rain", f"--backbone={random_tiny['tiny-flux']}", f"--data={clean_folder}", "--pool=3",
               "--val_pairs=1", "--seed=3"]
-    for script in ("train.py", "baselines.py"):
-        with pytest.raises(Made):
-            run_here(script, *common, f"--out={tmp_path / script}")
-    assert calls[0] == calls[1] == (clean_folder, "rain", 4, 128, 1, 3, False)
+    for cached in ([], ["--cache_latents"]):
+        for script in ("train.py", "baselines.py"):
+            with pytest.raises(Made):
+                run_here(script, *common, *cached, f"--out={tmp_path / script}")
+    files = tuple(sorted(str(p) for p in __import__("pathlib").Path(clean_folder).iterdir()))
+    assert calls[0] == calls[1] == (files, True, "rain", 128, 1, False, 3)
+    assert calls[2] == calls[3] == (clean_folder, "rain", 4, 128, 1, 3, False)
 
 
 def test_unet_training_resumes_bit_for_bit(clean_folder, tmp_path):
