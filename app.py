@@ -34,6 +34,7 @@ host = "127.0.0.1"    # the address to listen on (0.0.0.0: other machines on you
 backbone = ""         # default: tiny-flux for photos, tiny-wan for clips; or flux, wan, a local folder
 tasks = ""            # the tasks offered, names or prompt files (default: the shipped prompts of the backbone)
 device = ""           # cuda, cpu, ... (default: cuda when there is one)
+low_memory = False    # as in sample.py: the frozen transformer in 4 bits, text encoders and VAE offloaded (a 12 GB GPU)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MAX_STEPS = 200
@@ -46,7 +47,8 @@ CLIP = dict(interactive=False, height=420)
 def get_backbone(clip):
     key = clip and not backbone
     if key not in BACKBONES:
-        BACKBONES[key] = backbones.load(backbone or None, video=clip, device=device or None)
+        BACKBONES[key] = backbones.load(backbone or None, video=clip, device=device or None,
+                                       storage=backbones.low_memory(low_memory))
     return BACKBONES[key]
 
 

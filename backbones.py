@@ -10,14 +10,19 @@ VAE scaling, the real configs) lives here. A backbone computes on bb.device and 
 The transformer is bf16 on GPU and fp32 on CPU; the VAE likewise unless vae_dtype says.
 """
 import json
+import logging
 import os
 
-import diffusers
-import torch
-import transformers
-from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel
+# bitsandbytes (--low_memory), imported by diffusers when installed, warns on the CPU that an
+# optional kernel package is missing; the pure-torch path it then takes is the one tested here
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
-import prompt as prompt_lib
+import diffusers  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel  # noqa: E402
+
+import prompt as prompt_lib  # noqa: E402
 
 # loading a few-MB model needs no progress bars (and an error stays the one line on stderr)
 diffusers.utils.logging.disable_progress_bar()
@@ -241,6 +246,43 @@ class WanBackbone(Backbone):
         return self.transformer(hidden_states=x, timestep=t, encoder_hidden_states=ctx, return_dict=False)[0]
 
 
+# --------------------------------------------------------------------------- diffusers' pipelines
+# What FluxPipeline and WanPipeline draw with: the schedulers of the hub folders
+# (scheduler/scheduler_config.json of FLUX.1-dev and Wan2.1-T2V-1.3B-Diffusers) and the pipelines'
+# default guidance and step counts; the tiny backbones draw as their kind does
+PIPELINES = {
+    "flux": dict(pipeline="FluxPipeline", scheduler="FlowMatchEulerDiscreteScheduler", guidance=3.5, steps=28,
+                 config=dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                             base_image_seq_len=256, max_image_seq_len=4096)),
+    "wan": dict(pipeline="WanPipeline", scheduler="UniPCMultistepScheduler", guidance=5.0, steps=50,
+                config=dict(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)),
+}
+
+
+@torch.no_grad()
+def draw(bb, text, size, frames=1, seed=0, steps=0, guidance=0.0):
+    """A clean image [3, size, size] (clip [3, frames, size, size]) in [0, 1] on the CPU, drawn by
+    diffusers' own pipeline around bb's transformer (its scheduler and guidance) from a text
+    context of bb.encode_text, seeded by a CPU generator; decoded by bb.decode, which is the
+    pipelines' decode (tests/test_library.py) and also takes the tiny VAE's absent shift. No prompt acts."""
+    kind = "flux" if isinstance(bb, FluxBackbone) else "wan"
+    cfg = PIPELINES[kind]
+    scheduler = getattr(diffusers, cfg["scheduler"])(**cfg["config"])
+    common = dict(height=size, width=size, num_inference_steps=steps or cfg["steps"], output_type="latent",
+                  guidance_scale=guidance or cfg["guidance"], generator=torch.Generator().manual_seed(seed))
+    parts = dict(scheduler=scheduler, vae=bb.vae, transformer=bb.transformer, tokenizer=None, text_encoder=None)
+    if kind == "flux":  # the caller's text context instead of the pipeline's text encoders
+        pipe = diffusers.FluxPipeline(**parts, text_encoder_2=None, tokenizer_2=None)
+        pipe.set_progress_bar_config(disable=True)
+        z = pipe(prompt_embeds=text["context"], pooled_prompt_embeds=text["pooled"], **common).images
+        z = pipe._unpack_latents(z, size, size, pipe.vae_scale_factor)  # tokens -> [1, C, h, w]
+    else:
+        pipe = diffusers.WanPipeline(**parts)
+        pipe.set_progress_bar_config(disable=True)
+        z = pipe(prompt_embeds=text["context"], negative_prompt_embeds=bb.context, num_frames=frames, **common).frames
+    return ((bb.decode(z)[0] + 1) / 2).clamp(0, 1).cpu()
+
+
 # --------------------------------------------------------------------------- text encoders
 
 def t5_context(tokenizer, encoder, texts, length, zero_pad, embeds=None):
@@ -257,7 +299,7 @@ def t5_context(tokenizer, encoder, texts, length, zero_pad, embeds=None):
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=dev)
     h = encoder(inputs_embeds=embeds, attention_mask=mask if zero_pad else None).last_hidden_state
     if zero_pad:
-        h = h * mask[..., None].to(h.dtype)
+        h = h * mask[..., None].to(h.device, h.dtype)
     return h, mask
 
 
@@ -294,11 +336,13 @@ def dtypes(device, vae_dtype=None):
     return (torch.bfloat16 if half else torch.float32), vae
 
 
-def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_dtype=None):
+def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_dtype=None, storage=""):
     """A Backbone from 'tiny-flux', 'tiny-wan', 'flux', 'wan', a hub id or a local folder.
 
     No name: the shipped tiny default (images: tiny-flux, videos: tiny-wan). bf16 on GPU, fp32
     on CPU (see dtypes). The text encoder runs once for the null context and is freed unless kept.
+    storage (low_memory()): the transformer's weights in fewer bits (store), and on a GPU the text
+    encoders and the VAE kept on the CPU, each layer brought over when it runs (diffusers' offloading).
     """
     backbone = backbone or DEFAULT["video" if video else "image"]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -317,11 +361,11 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     key = ("tiny-" if os.path.isfile(os.path.join(where, "pretrain.json")) else "") + kind
     dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[key]["vae_dtype"])
     with torch.no_grad():  # the null context is computed once, with no graph
-        bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder)
+        bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storage)
     return bb.settle(key)
 
 
-def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
+def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storage=""):
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
 
     flux = kind == "flux"
@@ -329,14 +373,14 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
     # moves to the device, so that they never share its memory
     sub = "_2" if flux else ""  # FLUX's T5 is its second text encoder; Wan has only UMT5
     tok = _pretrained(AutoTokenizer, where, f"tokenizer{sub}")
-    enc = _pretrained(T5EncoderModel if flux else UMT5EncoderModel, where, f"text_encoder{sub}",
-                      torch_dtype=dtype).to(device).eval()
+    enc = _offloaded(_pretrained(T5EncoderModel if flux else UMT5EncoderModel, where, f"text_encoder{sub}",
+                                 torch_dtype=dtype), device, storage).eval()
     length = min(CONTEXT_LEN[kind], tok.model_max_length)
     context, mask = t5_context(tok, enc, [""], length, zero_pad=not flux)
     clip, pooled = None, None
     if flux and (os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where)):
         clip = (_pretrained(CLIPTokenizer, where, "tokenizer"),
-                _pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype).to(device).eval())
+                _offloaded(_pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype), device, storage).eval())
         pooled = clip_pooled(*clip, [""])  # FLUX's pooled vector: CLIP's pooled output
     elif flux:
         pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
@@ -347,19 +391,21 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder):
             torch.cuda.empty_cache()
     tf = _pretrained(FluxTransformer2DModel if flux else WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
     vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype)
+    tf, vae = store(tf, storage, device) if storage else tf.to(device), _offloaded(vae, device, storage)
     if flux:
-        bb = FluxBackbone(name, tf.to(device), vae.to(device), context, pooled, device, dtype)
+        bb = FluxBackbone(name, tf, vae, context, pooled, device, dtype)
     else:
-        bb = WanBackbone(name, tf.to(device), vae.to(device), context, device, dtype)
+        bb = WanBackbone(name, tf, vae, context, device, dtype)
     bb.text, bb.clip = text, clip and (clip[0], clip[1].requires_grad_(False))
     return bb
 
 
-def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None):
+def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, storage=""):
     """The architecture `kind` (flux, wan: the real configs above; tiny-flux, tiny-wan: tiny.py's)
     with random weights and a random null context of the right shape: no download. Built on the
     device directly (a 12 B model in seconds on a GPU; shapes only on the meta device), in the
-    dtypes from_pretrained gives: the class's fp32 modules stay fp32. dtype overrides the device's."""
+    dtypes from_pretrained gives: the class's fp32 modules stay fp32. dtype overrides the device's.
+    storage: as load's (on the meta device the weights keep their 16 bits: shapes only)."""
     import tiny
     real = kind in ARCH
     if kind not in ARCH and kind not in TINY:
@@ -384,6 +430,8 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None):
     for name, q in tf.named_parameters():  # as from_pretrained does: these names stay fp32
         if any(k in name.split(".") for k in tf._keep_in_fp32_modules or []):
             q.data = q.data.to(torch.float32)
+    if storage:
+        tf, vae = store(tf, storage, device), _offloaded(vae.to(device), device, storage)
     length = CONTEXT_LEN[kind] if real else tiny.TEXT_LEN
     width = tf.config.joint_attention_dim if flux else tf.config.text_dim
     g = torch.Generator().manual_seed(seed + 1)
@@ -405,5 +453,121 @@ def clip_pooled(tokenizer, clip, texts):
 
 def tiny_pooled(hidden, mask):
     """Pooled vector of the tiny FLUX (no CLIP): the mean of the T5 states over real tokens."""
-    m = mask[..., None].to(hidden.dtype)
+    m = mask[..., None].to(hidden.device, hidden.dtype)
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+# --------------------------------------------------------------------------- --low_memory
+
+# --low_memory: the frozen transformer's weights stored in fewer bits; the computation stays in
+# bb.dtype, the prompt and the sampler's state in fp32. Training: float8 through diffusers' own
+# layerwise casting (no dependency; FLUX 14.1 GiB, its norms' linears left at 16 bits; fits a 24 GB
+# card with grad ckpt). Restoring: bitsandbytes NF4 (4 bits, double-quantized scales; FLUX 5.7 GiB,
+# a 12 GB card). Both train a prompt on the tiny default within 0.01 dB of full precision
+# (docs/RESULTS.md); int8 (bitsandbytes LLM.int8) is kept for comparison.
+LOW_MEMORY = {"train": "fp8", "restore": "nf4"}
+STORAGES = ("fp8", "int8", "nf4")
+
+
+def _bnb():
+    import bitsandbytes
+    return bitsandbytes
+
+
+def _linears(tf):
+    """(parent, name, linear) for every nn.Linear the storage takes: all but the fp32 ones."""
+    keep = tf._keep_in_fp32_modules or []
+    return [(m, n, c) for full, m in tf.named_modules() for n, c in m.named_children()
+            if type(c) is torch.nn.Linear and not any(k in f"{full}.{n}".split(".") for k in keep)]
+
+
+def low_memory(on, training=False):
+    """The storage --low_memory means for training or for restoring ("" when off)."""
+    return LOW_MEMORY["train" if training else "restore"] if on else ""
+
+
+def _offloaded(module, device, storage):
+    """On a GPU with a storage: the module (text encoder, VAE) kept on the CPU, each of its layers
+    brought to the GPU when it runs (diffusers' group offloading); elsewhere simply moved there."""
+    if not storage or torch.device(device).type != "cuda":
+        return module.to(device)
+    from diffusers.hooks import apply_group_offloading
+    apply_group_offloading(module.to("cpu"), onload_device=torch.device(device), offload_device=torch.device("cpu"),
+                           offload_type="leaf_level")
+    return module
+
+
+def store(tf, storage, device):
+    """The transformer `tf` with its linear weights stored as `storage` (fp8: diffusers' layerwise
+    float8 casting, which leaves the norms' linears in 16 bits; int8, nf4: bitsandbytes), on
+    `device`. Move it there only through here: bitsandbytes quantizes as the weights move, so
+    the 16-bit weights never reach the device whole. Gradients reach the input (the prompt)."""
+    if storage not in STORAGES:
+        raise ValueError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
+    if storage == "fp8":
+        tf.to(device)
+        tf.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=tf.dtype)
+        return tf
+    if torch.device(device).type == "meta":  # shapes only: nothing to quantize
+        return tf.to(device)
+    bnb = _bnb()
+    for parent, name, lin in _linears(tf):
+        w, dtype = lin.weight.data, lin.weight.dtype
+        if storage == "nf4":
+            new = bnb.nn.Linear4bit(lin.in_features, lin.out_features, lin.bias is not None, compute_dtype=dtype,
+                                    quant_type="nf4", device="meta")
+            new.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", module=new)
+        else:
+            new = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, lin.bias is not None, has_fp16_weights=False,
+                                      threshold=6.0, device="meta")
+            new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+        if lin.bias is not None:
+            new.bias = torch.nn.Parameter(lin.bias.data, requires_grad=False)
+        setattr(parent, name, new.to(device))  # quantized here, one layer at a time
+    return tf.to(device).requires_grad_(False)
+
+
+def stored_bytes(tf):
+    """Bytes the transformer's weights take as stored: parameters and quantization state (not
+    buffers such as Wan's rotary tables, which are computed, not loaded)."""
+    seen, total = set(), 0
+    tensors = list(tf.parameters())
+    for q in tf.parameters():
+        st = getattr(q, "quant_state", None)
+        while st is not None:
+            tensors += [t for t in (st.absmax, st.code) if t is not None]
+            st = st.state2
+    for m in tf.modules():
+        if getattr(m, "SCB", None) is not None:
+            tensors.append(m.SCB)
+        w = getattr(m, "weight", None)
+        if getattr(w, "SCB", None) is not None:
+            tensors.append(w.SCB)
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+def planned_bytes(tf, storage="", dtype=torch.bfloat16):
+    """What store(tf, storage) would take, from the parameters' shapes alone (so on the meta
+    device, for the real FLUX and Wan): the quantized linears' weights and scales, everything
+    else at `dtype` (the class's fp32 modules at fp32). Returns (bytes, numbers left at 16 bits)."""
+    at = lambda q: 4 if q.dtype == torch.float32 else torch.tensor([], dtype=dtype).element_size()  # noqa: E731
+    if storage == "fp8":  # diffusers' own choice of layers, applied to a meta copy
+        tf = type(tf).from_config(tf.config).to("meta") if tf.device.type != "meta" else tf
+        tf.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+        left = sum(q.numel() for q in tf.parameters() if q.dtype != torch.float8_e4m3fn)
+        return sum(q.numel() * (1 if q.dtype == torch.float8_e4m3fn else at(q)) for q in tf.parameters()), left
+    weights = {id(c.weight): c.weight for _, _, c in (_linears(tf) if storage else [])}
+    total = sum(q.numel() * at(q) for q in tf.parameters() if id(q) not in weights)
+    left = sum(q.numel() for q in tf.parameters() if id(q) not in weights)
+    for w in weights.values():
+        n, rows = w.numel(), w.shape[0]
+        if storage == "int8":  # int8 weights, one fp32 scale per output row
+            total += n + 4 * rows
+        else:  # nf4: two per byte, a uint8 scale per 64, an fp32 scale of those per 256 blocks, the code
+            blocks = -(-n // 64)
+            total += n // 2 + blocks + 4 * -(-blocks // 256) + 4 * (16 + 256)  # + the two code tables
+    return total, left

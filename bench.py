@@ -10,8 +10,11 @@ time of a 512 px photo (<= 20 s on 2 cores). --arch builds the architecture from
 random weights on the GPU (nothing downloaded) and adds peak GPU memory: forward and train step
 with and without gradient checkpointing, restore end to end and the sampler alone, the VAE in
 fp32 and bf16, tiles or windows, mixing. Without a GPU --arch=flux|wan says so and exits 2.
+--arch=... --low_memory: the transformer's stored bytes (from its shapes, every storage), then on a
+GPU (or for tiny-* anywhere) training and restoring in low memory beside bf16 with checkpointing.
 """
 import contextlib
+import copy
 import statistics
 import sys
 import time
@@ -41,6 +44,7 @@ repeats = 5       # timed runs per measure after one warm-up; the median is show
 steps = bridge.STEPS  # sampler grid points = backbone calls per prompt
 threads = 2       # torch CPU threads
 device = ""       # with --arch: where to build it (default cuda; tiny-* also run on cpu)
+low_memory = False  # with --arch: the transformer stored in fewer bits (backbones.LOW_MEMORY) beside bf16 + grad ckpt; flux|wan without a GPU: stored bytes only
 
 
 def sync(dev):
@@ -142,6 +146,8 @@ def main_arch():
         fail(f"--arch={arch}: choose one of {', '.join(known)}")
     cuda = torch.cuda.is_available()
     dev = torch.device(device or ("cuda" if cuda or arch in backbones.ARCH else "cpu"))
+    if low_memory:
+        return main_low_memory(dev)
     if dev.type == "cuda" and not cuda:
         fail(f"bench.py --arch={arch} needs a CUDA GPU and torch sees none (torch.cuda.is_available() is "
              f"False); python bench.py measures the tiny default on the CPU")
@@ -244,6 +250,87 @@ def main_arch():
     row(f"restore {shape_name(hb, wb, fb, bb)} ({wins if bb.video else len(boxes)} {what}) / ({steps} x {calls} call)",
         tiled, steps * calls * tile_call, peak)
     return rows
+
+
+# ------------------------------------------------------------------ --arch --low_memory
+
+STORED = (("", "bf16 (as loaded)"), ("fp8", "fp8: diffusers' layerwise casting"), ("int8", "int8: bitsandbytes LLM.int8"),
+          ("nf4", "nf4: bitsandbytes 4-bit, double-quantized scales"))
+
+
+def stored_report(kind, dev):
+    """The transformer's weights as each storage keeps them: from the shapes (the real configs on
+    the meta device), and measured where they are built (the tiny ones, or on a GPU)."""
+    tiny = kind in backbones.TINY  # measured too, in fp32 as the CPU runs them; the real ones in bf16
+    dtype = torch.float32 if tiny else torch.bfloat16
+    shapes = backbones.random_backbone(kind, "meta", dtype=dtype).transformer
+    n = sum(q.numel() for q in shapes.parameters())
+    built = backbones.random_backbone(kind, "cpu").transformer if tiny else None
+    print(f"stored transformer of {kind}: {n / 1e9:.4g} B numbers, {str(dtype)[6:]} where not stored; --low_memory stores "
+          f"{backbones.LOW_MEMORY['train']} to train, {backbones.LOW_MEMORY['restore']} to restore")
+    print(f"  {'storage':<48} {'from shapes':>12} {'measured':>10} {'left at 16 bits':>16}")
+    rows = []
+    for storage, what in STORED:
+        planned, left = backbones.planned_bytes(shapes, storage, dtype)
+        meas = None
+        if tiny:
+            meas = backbones.stored_bytes(backbones.store(copy.deepcopy(built), storage, "cpu") if storage else built)
+        rows.append((what, planned, meas, left))
+        m = f"{meas / 2**30:8.3f} GiB" if meas is not None else f"{'-':>12}"
+        print(f"  {what:<48} {planned / 2**30:8.3f} GiB {m} {left / 1e9:11.4g} B")
+    return rows
+
+
+def main_low_memory(dev):
+    """Stored bytes; then, where it can run, bf16 + grad ckpt and --low_memory side by side: a
+    training step (batch 1) at the training sizes and a restore of twice the tile (FLUX 1024 x 1024)."""
+    known = list(backbones.ARCH) + list(backbones.TINY)
+    if arch not in known:
+        fail(f"--arch={arch}: choose one of {', '.join(known)}")
+    torch.set_num_threads(threads)
+    rows = stored_report(arch, dev)
+    if arch in backbones.ARCH and not (dev.type == "cuda" and torch.cuda.is_available()):
+        print(f"no GPU here: the memory and time of --arch={arch} --low_memory need one (stored bytes above)")
+        return rows
+    bb = shapes = backbones.random_backbone(arch, "meta")
+    th, tw = bb.tile if isinstance(bb.tile, tuple) else (bb.tile, bb.tile)
+    f = bb.train_frames if bb.video else 1
+    trains = sorted({512 if arch == "flux" else bb.train_size, bb.train_size})
+    jobs = [("train", s, s, f) for s in trains] + [("restore", th, tw, bb.window) if bb.video else ("restore", 2 * th, 2 * tw, 1)]
+    targets = {"flux": dict(train=20, restore=11), "wan": dict(train=8)}.get(arch, {})
+    g = torch.Generator().manual_seed(0)
+    got = {}
+    for storage in ("", backbones.low_memory(True, True), backbones.low_memory(True)):
+        bb = backbones.random_backbone(arch, dev, storage=storage)
+        bb.transformer.enable_gradient_checkpointing()
+        for job, h, w, fr in jobs:
+            if storage and storage != backbones.low_memory(True, job == "train"):
+                continue
+            if job == "train":
+                z = torch.randn((1,) + bb.latent_shape(h, w, fr), generator=g).to(dev)
+                pt = bb.new_prompt(task="t")
+                opt = torch.optim.AdamW(pt.parameters(), lr=1e-4)
+                kernels = train.attention_kernels(dev)
+                fn = lambda: train.train_step(bb, pt, opt, z, z, [g], "ebr", bb.t0, 1, kernels)  # noqa: E731
+            else:
+                x = torch.rand((3, fr, h, w) if bb.video else (3, h, w), generator=g)
+                p = bb.new_prompt(task="r")
+                fn = lambda: sample.restore(bb, x, [p], "ebr", bb.t0, steps=steps, progress=False)  # noqa: E731
+            got[job, h, w, fr, bool(storage)] = measured(fn, repeats if job == "train" else max(1, repeats // 2), dev) + (storage,)
+        del bb
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    print(f"  {'measure (batch 1)':<44} {'bf16+ckpt s':>11} {'GiB':>6} {'low s':>8} {'GiB':>6} {'ratio':>6}  target")
+    out = []
+    for job, h, w, fr in jobs:
+        (t_full, m_full, _), (t_low, m_low, storage) = got[job, h, w, fr, False], got[job, h, w, fr, True]
+        name = f"{job} {shape_name(h, w, fr, shapes)}, {storage}" + (" + grad ckpt" if job == "train" else "")
+        gib = lambda m: f"{m:6.1f}" if m is not None else f"{'-':>6}"  # noqa: E731
+        cap = targets.get(job)
+        tgt = (f"<= {cap} GiB, " if cap else "") + ("time <= 2x" if job == "train" else "")
+        print(f"  {name:<44} {t_full:11.3f} {gib(m_full)} {t_low:8.3f} {gib(m_low)} {t_low / t_full:6.3g}  {tgt}".rstrip())
+        out.append((name, t_full, m_full, t_low, m_low, cap))
+    return rows + out
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ pictures = 4          # pairs written as pictures, <out>/pair_<i>.png: each row'
 out = ""              # folder for the CSV/JSON/pictures (default runs/eval-<backbone>-<task>)
 device = ""           # cuda, cuda:1, cpu (default: the GPU if there is one, else the CPU)
 vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
+low_memory = False    # as in sample.py: the frozen transformer in 4 bits, text encoders and VAE offloaded
 ALIASES = {"data": "data_source"}
 
 
@@ -181,7 +182,8 @@ def main():
         fail("--vae_only and --baselines: the VAE's ceiling alone, or the restorations beside it; choose one")
     if unet and not baselines:
         fail("--unet is the U-Net row of --baselines; add --baselines")
-    bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None)
+    bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None,
+                        storage=backbones.low_memory(low_memory))
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]

@@ -61,6 +61,7 @@ generate_count = 32  # --data=generate: clean images drawn from the frozen backb
 out = ""             # output folder (default runs/<backbone>-<task>-<bridge>)
 resume = False       # continue from <out>/<task>.ckpt.pt
 grad_ckpt = False    # gradient checkpointing in the backbone (less memory, more time)
+low_memory = False   # the frozen transformer in 8 bits (backbones.LOW_MEMORY) and grad_ckpt: FLUX on one 24 GB GPU
 attention = "auto"   # attention kernels when training: auto (flash,efficient on CUDA), torch, or a list (flash,math)
 seed = 0             # the bank's init, the data, the draws of each micro-batch
 device = ""          # cuda, cuda:1, cpu (default: this rank's GPU if there is one, else the CPU)
@@ -177,7 +178,8 @@ def main():
     ddp.init(dev)  # torchrun: join the other ranks
     lead = ddp.rank() == 0  # rank 0 prints, validates and writes
     say = print if lead else (lambda *a, **k: None)
-    bb = backbones.load(backbone or None, video=video, device=dev, vae_dtype=vae_dtype or None)
+    bb = backbones.load(backbone or None, video=video, device=dev, vae_dtype=vae_dtype or None,
+                        storage=backbones.low_memory(low_memory, training=True))
     ext = {} if paper else extensions.defaults(bb.kind)  # extension: this backbone kind's defaults
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
@@ -222,7 +224,7 @@ def main():
         f"{tuple(val_clean.shape[1:])} px, latents {tuple(vd.shape[1:])}")
 
     # ----- the prompt: the only thing that learns
-    if grad_ckpt:
+    if grad_ckpt or low_memory:
         bb.transformer.enable_gradient_checkpointing()
     torch.manual_seed(seed)  # the bank's random init, the same on every rank
     p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0_, **({"coarse": coarse_, "gain": gain_} if coarse_ else {}))
