@@ -96,6 +96,7 @@ def test_bench_low_memory_without_a_gpu_reports_the_stored_bytes(monkeypatch, ca
         assert re.search(r"nf4: bitsandbytes.* +\d+\.\d+ GiB", out)
 
 
+@pytest.mark.slow
 def test_bench_low_memory_side_by_side_on_a_tiny_arch(monkeypatch, capsys):
     monkeypatch.setitem(backbones.SETTINGS, "tiny-flux", dict(backbones.SETTINGS["tiny-flux"], train_size=16, tile=16))
     for key, val in dict(arch="tiny-flux", device="cpu", repeats=1, steps=2, low_memory=True).items():
@@ -136,4 +137,4 @@ def test_a_short_run_in_low_memory_lands_within_0_3_db_of_full_precision(tmp_pat
     assert abs(low - full) <= 0.3, got
 
 
-RUN = ["--task=haze", "--lr=0.02", "--steps=200", "--pool=32", "--val_pairs=4", "--val_every=200", "--threads=1"]
+RUN = ["--task=haze", "--cache_latents", "--lr=0.02", "--steps=200", "--pool=32", "--val_pairs=4", "--val_every=200", "--threads=1"]
