@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+import zlib
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -31,6 +32,7 @@ import degrade
 import extensions
 import media
 import pairs
+import photos
 import prompt as prompt_lib
 from cli import fail, parse
 
@@ -57,7 +59,8 @@ cache_latents = False  # a fixed pool of `pool` pairs encoded once instead of st
 pool = 256           # --cache_latents: training pairs made and encoded once
 val_pairs = 8        # validation pairs (other draws than the training ones), made once
 val_every = 250      # steps between validations and checkpoints
-generate_count = 32  # --data=generate: clean images drawn from the frozen backbone
+generate_count = 32  # --data=generate: clean images drawn by the backbone's own pipeline, kept in <out>/generated
+captions = ""        # --data=generate: a text file of captions, one a line (default: the training photos' captions, photos.py)
 out = ""             # output folder (default runs/<backbone>-<task>-<bridge>)
 resume = False       # continue from <out>/<task>.ckpt.pt
 grad_ckpt = False    # gradient checkpointing in the backbone (less memory, more time)
@@ -138,18 +141,21 @@ def encode_batch(bb, deg, clean):
     return [bb.encode(x.to(bb.device).float() / 255 * 2 - 1) for x in (deg, clean)]
 
 
-@torch.no_grad()
-def generate_clean(bb, n, size, frames, g):
-    """Clean images (or clips) drawn from the frozen backbone with the null text (seed 004's
-    data idea): Euler on the flow from noise to data, 30 steps. Pixels on the backbone's device."""
-    shape = (1,) + bb.latent_shape(size, size, frames)
-    out, ts = [], torch.linspace(1, 0, 31).tolist()
-    for _ in tqdm(range(n), desc="generate clean data", leave=False, disable=ddp.rank() > 0):
-        x = torch.randn(shape, generator=g).to(bb.device)
-        for a, b in zip(ts[:-1], ts[1:]):
-            x = x + (b - a) * bb.velocity(x, torch.full((1,), a, device=bb.device))[0]
-        out.append(((bb.decode(x)[0] + 1) / 2).clamp(0, 1))
-    return out
+def generate_clean(bb, captions, n, size, frames, seed, folder):
+    """n clean images (clips) drawn by the backbone's own diffusers pipeline (backbones.draw),
+    image i from caption i mod len(captions) and seed + i, written to `folder` (PNG; mp4 for
+    clips) under a name that says caption, size and seed, so that a re-run reuses them. Needs the
+    backbone loaded with its text encoder. Returns the n paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in tqdm(range(n), desc="generate clean data", leave=False, disable=ddp.rank() > 0):
+        caption = captions[i % len(captions)]
+        key = zlib.crc32(f"{caption}|{size}|{frames if bb.video else 1}|{seed + i}".encode())
+        paths.append(os.path.join(folder, f"{i:04d}-{key:08x}" + (".mp4" if bb.video else ".png")))
+        if not os.path.isfile(paths[-1]):  # written atomically: a file there is whole
+            x = backbones.draw(bb, bb.encode_text([caption]), size, frames, seed + i)
+            media.write_video(paths[-1], x, 8.0) if bb.video else media.write_image(paths[-1], x)
+    return paths
 
 
 @torch.no_grad()
@@ -166,6 +172,8 @@ def main():
     attention_kernels("cuda", attention)  # a bad --attention fails here, not after loading
     if accum < 1 or batch < 0:
         fail(f"--batch={batch} must be at least 0 (0: the backbone's) and --accum={accum} at least 1")
+    if captions and not os.path.isfile(captions):
+        fail(f"--captions={captions}: no such file (a text file of captions, one a line)")
     if workers < 0:
         fail(f"--workers={workers} must be at least 0 (0: read the data in this process)")
     if gain < 0:
@@ -179,6 +187,7 @@ def main():
     lead = ddp.rank() == 0  # rank 0 prints, validates and writes
     say = print if lead else (lambda *a, **k: None)
     bb = backbones.load(backbone or None, video=video, device=dev, vae_dtype=vae_dtype or None,
+                        keep_text_encoder=data_source == "generate",
                         storage=backbones.low_memory(low_memory, training=True))
     ext = {} if paper else extensions.defaults(bb.kind)  # extension: this backbone kind's defaults
     size_ = size or bb.train_size
@@ -204,8 +213,11 @@ def main():
     # with --cache_latents a pool made and encoded once
     g_data = torch.Generator().manual_seed(seed)
     clean = None
-    if data_source == "generate":
-        clean = [c.cpu() for c in generate_clean(bb, generate_count, size_, frames_, g_data)]
+    if data_source == "generate":  # files, which streaming and --cache_latents read as a folder's
+        caps = ([c.strip() for c in open(captions) if c.strip()] if captions
+                else list(dict.fromkeys(photos.TRAIN_PHOTOS.values())))
+        clean = generate_clean(bb, caps, generate_count, size_, frames_, seed, os.path.join(out_, "generated"))
+        bb.text = bb.clip = None  # the text encoders' memory back
     if cache_latents:
         pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
                                      any_label, data_root)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import backbones
 import dataset
 import media
 import pairs
@@ -188,3 +189,33 @@ def test_a_list_of_20000_images_starts_within_a_minute_in_bounded_memory(tmp_pat
           f"main process and its workers {peak / 2**30:.2f} GiB (PSS {peak_pss / 2**30:.2f} GiB); "
           f"20 steps and a validation in {time.time() - start:.0f} s")
     assert first[0] < 60 and peak < 3 * 2**30
+
+
+def test_generate_draws_with_the_librarys_pipelines_seeded(flux_bb, wan_bb):
+    for bb, frames in ((flux_bb, 1), (wan_bb, 5)):
+        text = dict(context=bb.context + 0.5, pooled=getattr(bb, "pooled", None))
+        a, b, c = (backbones.draw(bb, text, 32, frames, seed=s, steps=3) for s in (1, 1, 2))
+        assert a.shape == ((3, 32, 32) if frames == 1 else (3, 5, 32, 32)) and 0 <= a.min() <= a.max() <= 1
+        assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_generated_images_are_kept_and_a_rerun_reuses_them(random_tiny, tmp_path, monkeypatch):
+    import diffusers
+    seen, drawn = [], []
+    real_call, real_draw = diffusers.FluxPipeline.__call__, backbones.draw
+    monkeypatch.setattr(diffusers.FluxPipeline, "__call__",
+                        lambda self, **k: (seen.append((type(self.scheduler).__name__, self.scheduler.config.use_dynamic_shifting,
+                                                        k["guidance_scale"], k["num_inference_steps"])), real_call(self, **k))[1])
+    monkeypatch.setattr(backbones, "draw", lambda *a, **k: (drawn.append(a[1]), real_draw(*a, **k))[1])
+    (tmp_path / "captions.txt").write_text("a red boat on a lake\n\na forest path\n")
+    args = ("train.py", "--task=snow", "--data=generate", "--generate_count=3", f"--captions={tmp_path / 'captions.txt'}",
+            f"--backbone={random_tiny['tiny-flux']}", "--steps=1", "--val_pairs=1", "--batch=1", "--size=32",
+            "--workers=0", f"--out={tmp_path / 'run'}")
+    code, outp, err = run_here(*args)
+    assert code == 0, err
+    assert seen == [("FlowMatchEulerDiscreteScheduler", True, 3.5, 28)] * 3  # FluxPipeline's own schedule and guidance
+    files = sorted(os.listdir(tmp_path / "run" / "generated"))
+    assert len(files) == 3 and all(f.endswith(".png") for f in files) and "3 clean items streamed" in outp
+    code, outp, err = run_here(*args)
+    assert code == 0 and len(drawn) == 3, err  # the second run drew nothing
+    assert sorted(os.listdir(tmp_path / "run" / "generated")) == files
