@@ -124,6 +124,36 @@ def test_a_run_interrupted_mid_way_resumes_to_the_same_prompt(clean_folder, rand
     assert code == 2 and "resume it without --cache_latents" in err
 
 
+
+@pytest.mark.slow
+def test_a_process_killed_mid_way_resumes_to_the_same_prompt(clean_folder, random_tiny, tmp_path):
+    # train.py as a user runs it, killed by SIGKILL with its workers once a checkpoint is on disk
+    # (wherever it then is: mid-step, mid-write), resumed: it ends where an uninterrupted run ends
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import ROOT, run
+    common = ("train.py", f"--data={clean_folder}", f"--backbone={random_tiny['tiny-flux']}", "--size=16", "--batch=2",
+              "--val_pairs=1", "--val_every=1", "--steps=8", "--workers=2", "--paper", "--threads=1")
+    code, _, err = run(*common, f"--out={tmp_path / 'a'}")
+    assert code == 0, err
+    ckpt = tmp_path / "b" / "haze.ckpt.pt"
+    p = subprocess.Popen([sys.executable, *common, f"--out={tmp_path / 'b'}"], cwd=ROOT, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not ckpt.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)  # the process and its data workers, no chance to clean up
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    step = torch.load(ckpt, weights_only=True)["step"]
+    assert 1 <= step < 8
+    code, outp, err = run(*common, f"--out={tmp_path / 'b'}", "--resume")
+    assert code == 0 and f"resumed from {ckpt} at step" in outp, err
+    pa, pb = load_file(tmp_path / "a" / "haze.safetensors"), load_file(tmp_path / "b" / "haze.safetensors")
+    assert torch.equal(pa["bank"], pb["bank"]) and torch.equal(pa["gates"], pb["gates"])
+
 def write_list(folder, n, side):
     """An authors' JSON list of n pairs of distinct side x side JPEGs (a smooth scene, each with
     its own mark), written fast: about 10 KB a file."""
