@@ -24,6 +24,7 @@ import torch  # noqa: E402
 import backbones  # noqa: E402
 import bridge  # noqa: E402
 import extensions  # noqa: E402
+import lowbits  # noqa: E402
 import media  # noqa: E402
 import sample  # noqa: E402
 from cli import fail, parse  # noqa: E402
@@ -48,7 +49,7 @@ def get_backbone(clip):
     key = clip and not backbone
     if key not in BACKBONES:
         BACKBONES[key] = backbones.load(backbone or None, video=clip, device=device or None,
-                                       storage=backbones.low_memory(low_memory))
+                                       storage=lowbits.low_memory(low_memory))
     return BACKBONES[key]
 
 

@@ -26,6 +26,7 @@ from torch.nn.attention import sdpa_kernel
 import backbones
 import bridge
 import extensions
+import lowbits
 import media
 import pairs
 import photos
@@ -44,7 +45,7 @@ repeats = 5       # timed runs per measure after one warm-up; the median is show
 steps = bridge.STEPS  # sampler grid points = backbone calls per prompt
 threads = 2       # torch CPU threads
 device = ""       # with --arch: where to build it (default cuda; tiny-* also run on cpu)
-low_memory = False  # with --arch: the transformer stored in fewer bits (backbones.LOW_MEMORY) beside bf16 + grad ckpt; flux|wan without a GPU: stored bytes only
+low_memory = False  # with --arch: the transformer stored in fewer bits (lowbits.LOW_MEMORY) beside bf16 + grad ckpt; flux|wan without a GPU: stored bytes only
 
 
 def sync(dev):
@@ -267,14 +268,14 @@ def stored_report(kind, dev):
     n = sum(q.numel() for q in shapes.parameters())
     built = backbones.random_backbone(kind, "cpu").transformer if tiny else None
     print(f"stored transformer of {kind}: {n / 1e9:.4g} B numbers, {str(dtype)[6:]} where not stored; --low_memory stores "
-          f"{backbones.LOW_MEMORY['train']} to train, {backbones.LOW_MEMORY['restore']} to restore")
+          f"{lowbits.LOW_MEMORY['train']} to train, {lowbits.LOW_MEMORY['restore']} to restore")
     print(f"  {'storage':<48} {'from shapes':>12} {'measured':>10} {'left at 16 bits':>16}")
     rows = []
     for storage, what in STORED:
-        planned, left = backbones.planned_bytes(shapes, storage, dtype)
+        planned, left = lowbits.planned_bytes(shapes, storage, dtype)
         meas = None
         if tiny:
-            meas = backbones.stored_bytes(backbones.store(copy.deepcopy(built), storage, "cpu") if storage else built)
+            meas = lowbits.stored_bytes(lowbits.store(copy.deepcopy(built), storage, "cpu") if storage else built)
         rows.append((what, planned, meas, left))
         m = f"{meas / 2**30:8.3f} GiB" if meas is not None else f"{'-':>12}"
         print(f"  {what:<48} {planned / 2**30:8.3f} GiB {m} {left / 1e9:11.4g} B")
@@ -300,11 +301,11 @@ def main_low_memory(dev):
     targets = {"flux": dict(train=20, restore=11), "wan": dict(train=8)}.get(arch, {})
     g = torch.Generator().manual_seed(0)
     got = {}
-    for storage in ("", backbones.low_memory(True, True), backbones.low_memory(True)):
+    for storage in ("", lowbits.low_memory(True, True), lowbits.low_memory(True)):
         bb = backbones.random_backbone(arch, dev, storage=storage)
         bb.transformer.enable_gradient_checkpointing()
         for job, h, w, fr in jobs:
-            if storage and storage != backbones.low_memory(True, job == "train"):
+            if storage and storage != lowbits.low_memory(True, job == "train"):
                 continue
             if job == "train":
                 z = torch.randn((1,) + bb.latent_shape(h, w, fr), generator=g).to(dev)

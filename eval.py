@@ -25,9 +25,9 @@ from tqdm import tqdm
 import backbones
 import baselines as baselines_lib
 import extensions
+import lowbits
 import media
 import pairs
-import prompt as prompt_lib
 import sample
 from cli import fail, parse
 
@@ -183,7 +183,7 @@ def main():
     if unet and not baselines:
         fail("--unet is the U-Net row of --baselines; add --baselines")
     bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None,
-                        storage=backbones.low_memory(low_memory))
+                        storage=lowbits.low_memory(low_memory))
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]

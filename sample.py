@@ -22,6 +22,7 @@ import backbones
 import bridge
 import ddp
 import extensions
+import lowbits
 import media
 import prompt as prompt_lib
 import tiles
@@ -51,7 +52,7 @@ vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 o
 fps = 0.0             # output fps for a folder of frames (0: 8)
 progress = True       # progress bars on stderr
 threads = 0           # torch CPU threads (0: torch's default)
-low_memory = False    # the frozen transformer in 4 bits (backbones.LOW_MEMORY), text encoders and VAE offloaded: FLUX on a 12 GB GPU
+low_memory = False    # the frozen transformer in 4 bits (lowbits.LOW_MEMORY), text encoders and VAE offloaded: FLUX on a 12 GB GPU
 ALIASES = {"bridge": "bridge_name"}
 
 
@@ -260,7 +261,7 @@ def main(paths):
     if threads:
         torch.set_num_threads(threads)
     bb = backbones.load(backbone or None, video=is_video, device=ddp.device(device), vae_dtype=vae_dtype or None,
-                        storage=backbones.low_memory(low_memory))
+                        storage=lowbits.low_memory(low_memory))
     if bb.video and window and not bb.frames_ok(window):
         fail(f"--window={window}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if tile and (tile % bb.multiple or tile < bb.multiple):

@@ -30,6 +30,7 @@ import dataset
 import ddp
 import degrade
 import extensions
+import lowbits
 import media
 import pairs
 import photos
@@ -64,7 +65,7 @@ captions = ""        # --data=generate: a text file of captions, one a line (def
 out = ""             # output folder (default runs/<backbone>-<task>-<bridge>)
 resume = False       # continue from <out>/<task>.ckpt.pt
 grad_ckpt = False    # gradient checkpointing in the backbone (less memory, more time)
-low_memory = False   # the frozen transformer in 8 bits (backbones.LOW_MEMORY) and grad_ckpt: FLUX on one 24 GB GPU
+low_memory = False   # the frozen transformer in 8 bits (lowbits.LOW_MEMORY) and grad_ckpt: FLUX on one 24 GB GPU
 attention = "auto"   # attention kernels when training: auto (flash,efficient on CUDA), torch, or a list (flash,math)
 seed = 0             # the bank's init, the data, the draws of each micro-batch
 device = ""          # cuda, cuda:1, cpu (default: this rank's GPU if there is one, else the CPU)
@@ -188,7 +189,7 @@ def main():
     say = print if lead else (lambda *a, **k: None)
     bb = backbones.load(backbone or None, video=video, device=dev, vae_dtype=vae_dtype or None,
                         keep_text_encoder=data_source == "generate",
-                        storage=backbones.low_memory(low_memory, training=True))
+                        storage=lowbits.low_memory(low_memory, training=True))
     ext = {} if paper else extensions.defaults(bb.kind)  # extension: this backbone kind's defaults
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)

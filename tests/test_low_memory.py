@@ -1,4 +1,4 @@
-"""--low_memory: the frozen transformer stored in fewer bits (backbones.store, bitsandbytes), on tiny
+"""--low_memory: the frozen transformer stored in fewer bits (lowbits.store, bitsandbytes), on tiny
 configs of the real classes on the CPU: gradients reach the prompt through the stored layers, the
 velocity stays near the full-precision one, the stored bytes match what the shapes predict (and
 give the real FLUX and Wan figures), the scripts take the flag; in the slow tier, a short training
@@ -11,6 +11,7 @@ import torch
 
 import backbones
 import bench
+import lowbits
 from conftest import run_here
 
 # the velocity's change over its norm on the shipped tiny backbones (measured: docs/RESULTS.md); on
@@ -22,12 +23,12 @@ def stored(bb, storage):
     """A copy of bb whose transformer is stored as `storage` (prompt hooks on the new one)."""
     import prompt as prompt_lib
     out = copy.copy(bb)
-    out.transformer = backbones.store(copy.deepcopy(bb.transformer), storage, "cpu")
+    out.transformer = lowbits.store(copy.deepcopy(bb.transformer), storage, "cpu")
     out.injector = prompt_lib.Injector(out.transformer)
     return out
 
 
-@pytest.mark.parametrize("storage", sorted(set(backbones.LOW_MEMORY.values())))
+@pytest.mark.parametrize("storage", sorted(set(lowbits.LOW_MEMORY.values())))
 @pytest.mark.parametrize("kind", ["flux_bb", "wan_bb"])
 def test_the_stored_backbone_trains_a_prompt_and_keeps_its_velocity(kind, storage, request):
     bb = request.getfixturevalue(kind)
@@ -35,8 +36,8 @@ def test_the_stored_backbone_trains_a_prompt_and_keeps_its_velocity(kind, storag
     if storage == "fp8":  # diffusers' choice: the norms' linears (and the embedders, proj_out) stay
         assert any(q.dtype == torch.float8_e4m3fn for q in low.transformer.parameters())
     else:  # bitsandbytes: every linear but the class's fp32 ones
-        assert not backbones._linears(low.transformer)
-    assert backbones.stored_bytes(low.transformer) < backbones.stored_bytes(bb.transformer) * 0.75
+        assert not lowbits._linears(low.transformer)
+    assert lowbits.stored_bytes(low.transformer) < lowbits.stored_bytes(bb.transformer) * 0.75
     g = torch.Generator().manual_seed(0)
     shape = (2, 16, 3, 8, 8) if bb.video else (2, 16, 8, 8)
     x, s = torch.randn(shape, generator=g), torch.tensor([0.2, 0.4])
@@ -51,7 +52,7 @@ def test_the_stored_backbone_trains_a_prompt_and_keeps_its_velocity(kind, storag
     assert not any(q.requires_grad for q in low.transformer.parameters())
 
 
-@pytest.mark.parametrize("storage", backbones.STORAGES)
+@pytest.mark.parametrize("storage", lowbits.STORAGES)
 def test_the_shipped_tiny_velocity_within_its_tolerance(storage):
     for kind in ("tiny-flux", "tiny-wan"):
         bb = backbones.load(kind, device="cpu")
@@ -69,14 +70,14 @@ def test_the_shipped_tiny_velocity_within_its_tolerance(storage):
 def test_stored_bytes_measured_equal_the_shapes_and_the_real_figures():
     for kind in ("tiny-flux", "tiny-wan"):
         tf = backbones.random_backbone(kind, "cpu").transformer
-        assert backbones.planned_bytes(tf, "", torch.float32)[0] == backbones.stored_bytes(tf)
-        for storage in backbones.STORAGES:
-            planned, _ = backbones.planned_bytes(tf, storage, torch.float32)
-            assert planned == backbones.stored_bytes(backbones.store(copy.deepcopy(tf), storage, "cpu")), (kind, storage)
+        assert lowbits.planned_bytes(tf, "", torch.float32)[0] == lowbits.stored_bytes(tf)
+        for storage in lowbits.STORAGES:
+            planned, _ = lowbits.planned_bytes(tf, storage, torch.float32)
+            assert planned == lowbits.stored_bytes(lowbits.store(copy.deepcopy(tf), storage, "cpu")), (kind, storage)
     gib = {}
     for kind in ("flux", "wan"):
         tf = backbones.random_backbone(kind, "meta", dtype=torch.bfloat16).transformer
-        gib[kind] = {s: backbones.planned_bytes(tf, s) for s in ("",) + backbones.STORAGES}
+        gib[kind] = {s: lowbits.planned_bytes(tf, s) for s in ("",) + lowbits.STORAGES}
     flux = gib["flux"]
     assert 22.1 < flux[""][0] / 2**30 < 22.3 and 11.0 < flux["int8"][0] / 2**30 < 11.2
     assert 5.6 < flux["nf4"][0] / 2**30 < 5.9  # a 12 GB card: 4 bits, and room to restore
@@ -103,7 +104,7 @@ def test_bench_low_memory_side_by_side_on_a_tiny_arch(monkeypatch, capsys):
         monkeypatch.setattr(bench, key, val)
     rows = bench.main_low_memory(torch.device("cpu"))
     out = capsys.readouterr().out
-    assert f"train 16x16, {backbones.LOW_MEMORY['train']} + grad ckpt" in out and "restore 32x32, nf4" in out
+    assert f"train 16x16, {lowbits.LOW_MEMORY['train']} + grad ckpt" in out and "restore 32x32, nf4" in out
     stored_rows = [r for r in rows if len(r) == 4]
     assert all(planned == measured for _, planned, measured, _ in stored_rows)
 
