@@ -333,19 +333,14 @@ def dtypes(device, vae_dtype=None):
     return (torch.bfloat16 if half else torch.float32), vae
 
 
-def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_dtype=None, storage=""):
-    """A Backbone from 'tiny-flux', 'tiny-wan', 'flux', 'wan', a hub id or a local folder.
-
-    No name: the shipped tiny default (images: tiny-flux, videos: tiny-wan). bf16 on GPU, fp32
-    on CPU (see dtypes). The text encoder runs once for the null context and is freed unless kept.
-    storage (low_memory()): the transformer's weights in fewer bits (store), and on a GPU the text
-    encoders and the VAE kept on the CPU, each layer brought over when it runs (diffusers' offloading).
-    """
+def resolve(backbone=None, video=False):
+    """(where, name, key) of a backbone without loading it: its folder or hub id, its name (where
+    its files go) and its SETTINGS key (tiny-flux, tiny-wan, flux, wan). Reads at most a folder's
+    transformer/config.json; a tiny name resolves even before its weights exist."""
     backbone = backbone or DEFAULT["video" if video else "image"]
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    where = TINY.get(backbone) or HUB.get(backbone) or backbone
-    if backbone in TINY and not os.path.isdir(where):
-        raise ValueError(f"{backbone} weights are missing at {where}; run `python pretrain.py` to make them")
+    if backbone in TINY:
+        return TINY[backbone], backbone, backbone
+    where = HUB.get(backbone, backbone)
     hub = {v: k for k, v in HUB.items()}
     if os.path.isdir(where):
         kind = _folder_kind(where)
@@ -354,8 +349,23 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     else:
         raise ValueError(f"backbone {backbone!r} is not a name (tiny-flux, tiny-wan, flux, wan), "
                          f"one of the hub ids {', '.join(HUB.values())}, or an existing folder")
-    name = backbone if backbone in TINY or backbone in HUB else os.path.basename(os.path.normpath(where))
-    key = ("tiny-" if os.path.isfile(os.path.join(where, "pretrain.json")) else "") + kind
+    name = backbone if backbone in HUB else os.path.basename(os.path.normpath(where))
+    return where, name, ("tiny-" if os.path.isfile(os.path.join(where, "pretrain.json")) else "") + kind
+
+
+def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_dtype=None, storage=""):
+    """A Backbone from 'tiny-flux', 'tiny-wan', 'flux', 'wan', a hub id or a local folder.
+
+    No name: the shipped tiny default (images: tiny-flux, videos: tiny-wan). bf16 on GPU, fp32
+    on CPU (see dtypes). The text encoder runs once for the null context and is freed unless kept.
+    storage (low_memory()): the transformer's weights in fewer bits (store), and on a GPU the text
+    encoders and the VAE kept on the CPU, each layer brought over when it runs (diffusers' offloading).
+    """
+    where, name, key = resolve(backbone, video)
+    if name in TINY and not os.path.isdir(where):
+        raise ValueError(f"{name} weights are missing at {where}; run `python pretrain.py` to make them")
+    kind = key.removeprefix("tiny-")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[key]["vae_dtype"])
     with torch.no_grad():  # the null context is computed once, with no graph
         bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storage)

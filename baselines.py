@@ -267,18 +267,8 @@ def load_unet(path, device="cpu"):
 def backbone_settings(backbone="", video=False):
     """(name, settings) of a backbone without loading it: its name (where its files go) and
     backbones.SETTINGS of its kind (crop size, clip length)."""
-    name = backbone or backbones.DEFAULT["video" if video else "image"]
-    if name in backbones.TINY or name in backbones.HUB:
-        return name, backbones.SETTINGS[name]
-    hub = {v: k for k, v in backbones.HUB.items()}
-    if name in hub:
-        return os.path.basename(name), backbones.SETTINGS[hub[name]]
-    if os.path.isdir(name):
-        kind = backbones._folder_kind(name)
-        tiny = os.path.isfile(os.path.join(name, "pretrain.json"))
-        return os.path.basename(os.path.normpath(name)), backbones.SETTINGS[("tiny-" if tiny else "") + kind]
-    raise ValueError(f"backbone {name!r} is not a name (tiny-flux, tiny-wan, flux, wan), "
-                     f"one of the hub ids {', '.join(backbones.HUB.values())}, or an existing folder")
+    _, name, key = backbones.resolve(backbone or None, video)
+    return name, backbones.SETTINGS[key]
 
 
 def train_step(net, opt, xd, xc, gens, batch):
