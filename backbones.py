@@ -28,7 +28,8 @@ transformers.utils.logging.disable_progress_bar()
 HERE = os.path.dirname(os.path.abspath(__file__))
 HUB = {"flux": "black-forest-labs/FLUX.1-dev", "wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}
 TINY = {"tiny-flux": os.path.join(HERE, "weights", "tiny-flux"),
-        "tiny-wan": os.path.join(HERE, "weights", "tiny-wan")}
+        "tiny-wan": os.path.join(HERE, "weights", "tiny-wan"),
+        "tiny-shapes": os.path.join(HERE, "weights", "tiny-shapes")}
 DEFAULT = {"image": "tiny-flux", "video": "tiny-wan"}
 CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were made for
 # Working sizes and the paper's settings per backbone kind: training crop (px), clip length and
@@ -39,16 +40,20 @@ CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were
 # so T0 then means in sampling what it meant in training. Wan works at the authors' 480 x 832 x 33
 # and keeps its VAE in fp32 as they do. The tiny ones: the sizes they were pre-trained on; lr 5e-3
 # for thousands of steps, not 20k-40k; T0 as notebook 02 chose it for the paper-form prompt.
+# data and heldout: what train.py learns from and eval.py scores on unless --data says otherwise
+# (tiny-shapes: its own world's training images and test split, shapes.py).
 # What this repo adds per kind is in extensions.PER_KIND.
 SETTINGS = {
     "flux": dict(train_size=512, train_frames=1, train_batch=2, tile=512, window=1, train_lr=5e-4, t0=0.4,
-                 vae_dtype="", vae_tiling=True),
+                 vae_dtype="", vae_tiling=True, data="photos", heldout="heldout"),
     "wan": dict(train_size=480, train_frames=33, train_batch=2, tile=(480, 832), window=33, train_lr=5e-4, t0=0.4,
-                vae_dtype="fp32", vae_tiling=True),
+                vae_dtype="fp32", vae_tiling=True, data="photos", heldout="heldout"),
     "tiny-flux": dict(train_size=128, train_frames=1, train_batch=4, tile=128, window=1, train_lr=5e-3, t0=0.2,
-                      vae_dtype="", vae_tiling=False),
+                      vae_dtype="", vae_tiling=False, data="photos", heldout="heldout"),
     "tiny-wan": dict(train_size=64, train_frames=9, train_batch=4, tile=64, window=9, train_lr=5e-3, t0=0.2,
-                     vae_dtype="", vae_tiling=False)}
+                     vae_dtype="", vae_tiling=False, data="photos", heldout="heldout"),
+    "tiny-shapes": dict(train_size=64, train_frames=1, train_batch=8, tile=64, window=1, train_lr=5e-3, t0=0.4,
+                        vae_dtype="", vae_tiling=False, data="shapes", heldout="shapes-test")}
 
 # The real architectures, to build them without their weights:
 # bench.py --arch makes them with random weights on a GPU, the tests on the meta device.
@@ -340,6 +345,9 @@ def resolve(backbone=None, video=False):
     backbone = backbone or DEFAULT["video" if video else "image"]
     if backbone in TINY:
         return TINY[backbone], backbone, backbone
+    if os.path.isdir(backbone) and os.path.basename(os.path.normpath(backbone)) in TINY:
+        name = os.path.basename(os.path.normpath(backbone))  # a tiny backbone's folder: its own settings
+        return backbone, name, name
     where = HUB.get(backbone, backbone)
     hub = {v: k for k, v in HUB.items()}
     if os.path.isdir(where):
@@ -364,7 +372,7 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     where, name, key = resolve(backbone, video)
     if name in TINY and not os.path.isdir(where):
         raise ValueError(f"{name} weights are missing at {where}; run `python pretrain.py` to make them")
-    kind = key.removeprefix("tiny-")
+    kind = _folder_kind(where) if os.path.isdir(where) else key
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[key]["vae_dtype"])
     with torch.no_grad():  # the null context is computed once, with no graph
@@ -408,7 +416,7 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storag
 
 
 def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, storage=""):
-    """The architecture `kind` (flux, wan: the real configs above; tiny-flux, tiny-wan: tiny.py's)
+    """The architecture `kind` (flux, wan: the real configs above; tiny-flux, tiny-wan, tiny-shapes: tiny.py's)
     with random weights and a random null context of the right shape: no download. Built on the
     device directly (a 12 B model in seconds on a GPU; shapes only on the meta device), in the
     dtypes from_pretrained gives: the class's fp32 modules stay fp32. dtype overrides the device's.
@@ -417,12 +425,11 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
     real = kind in ARCH
     if kind not in ARCH and kind not in TINY:
         raise ValueError(f"unknown architecture {kind!r}; choose one of {', '.join(list(ARCH) + list(TINY))}")
-    flux = kind in ("flux", "tiny-flux")
+    flux = kind != "wan" and kind != "tiny-wan"
     device = torch.device(device)
     dtype_, vae_dtype = dtypes(device, vae_dtype or SETTINGS[kind]["vae_dtype"])
     dtype = dtype or dtype_
-    cfg = ARCH[kind] if real else dict(transformer=tiny.FLUX_TRANSFORMER if flux else tiny.WAN_TRANSFORMER,
-                                       vae=tiny.FLUX_VAE if flux else tiny.WAN_VAE,
+    cfg = ARCH[kind] if real else dict(transformer=tiny.ARCH[kind][0], vae=tiny.ARCH[kind][1],
                                        pooled=tiny.FLUX_TRANSFORMER["pooled_projection_dim"])
     torch.manual_seed(seed)
     default = torch.get_default_dtype()
@@ -439,7 +446,7 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
             q.data = q.data.to(torch.float32)
     if storage:
         tf, vae = store(tf, storage, device), offloaded(vae.to(device), device, storage)
-    length = CONTEXT_LEN[kind] if real else tiny.TEXT_LEN
+    length = CONTEXT_LEN[kind] if real else tiny.ARCH[kind][2]
     width = tf.config.joint_attention_dim if flux else tf.config.text_dim
     g = torch.Generator().manual_seed(seed + 1)
     context = torch.randn(1, length, width, generator=g) * 0.1  # T5 states are of this order

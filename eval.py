@@ -36,7 +36,7 @@ task = "haze"         # haze | rain | snow | lowlight | blur
 prompts = ""          # comma-separated prompt files or task names (default: the shipped prompt)
 backbone = ""         # tiny-flux (default), tiny-wan, flux, wan, or a local folder
 video = False         # with no --backbone: the tiny video backbone instead of the image one
-data_source = "heldout"   # heldout | photos | a folder | list.json (as in train.py)
+data_source = ""      # heldout | shapes-test | shapes-val | photos | a folder | list.json ('': the backbone's held-out set)
 any_label = False    # a .json list: its Mixed and None entries too (else refused)
 data_root = ""       # a .json list: where its relative paths start (default: its folder, then the working one)
 count = 0             # pairs to evaluate (0: all of heldout, 16 of other sources)
@@ -186,12 +186,13 @@ def main():
                         storage=lowbits.low_memory(low_memory))
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
+    data_ = data_source or bb.heldout  # the held-out photos; tiny-shapes: its world's test split
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
     ps = [] if vae_only else [sample.prepare(bb, [n], paper, "", 0.0, keep_detail, decoded_above, min_change)
                               for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
     extra, about = baseline_methods(bb, task, unet) if baselines else ([], {})
-    n = count or (0 if data_source == "heldout" else 16)
-    pair_list = pairs.make_pairs(data_source, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
+    n = count or (0 if data_ in ("heldout", "shapes-test", "shapes-val") else 16)
+    pair_list = pairs.make_pairs(data_, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
                                  any_label=any_label, data_root=data_root)
     # a pair the degradation left unchanged (a blur kernel of one pixel over a flat crop) has
     # nothing to restore, and its infinite PSNR would make every mean infinite
@@ -246,14 +247,14 @@ def main():
         wr.writerows(rows)
     unavailable = perceptual_metrics()
     decodes = {label: m[2] for label, m in methods.items() if m[2] is not None}
-    json.dump(dict(task=task, backbone=bb.name, data=data_source, pairs=len(pair_list), size=size_, seed=seed,
+    json.dump(dict(task=task, backbone=bb.name, data=data_, pairs=len(pair_list), size=size_, seed=seed,
                    paper=paper, decode=decodes, learned=learned, baselines=about, summary=summary, unavailable=unavailable,
                    metrics=dict(ours="uint8-quantized; SSIM 11x11 Gaussian window (sigma 1.5); _y on MATLAB's luma",
                                 paper="float RGB in [0, 1], data_range 1; SSIM scikit-image's default 7x7 uniform window")),
               open(json_path, "w"), indent=1)
     how = "the paper's method" if paper else "with extensions"
     width = max(24, *(len(label) for label in methods))
-    print(f"\n{task} on {len(pair_list)} {data_source} pairs ({bb.name}, {size_} px, {how}); "
+    print(f"\n{task} on {len(pair_list)} {data_} pairs ({bb.name}, {size_} px, {how}); "
           f"ours: uint8-quantized, 11x11 Gaussian SSIM; paper's: float, 7x7 uniform SSIM (scikit-image):")
     head = ("method", "PSNR", "SSIM", "PSNR-Y", "SSIM-Y", "paper's PSNR", "SSIM")
     print("{:<{w}} {:>7} {:>7} {:>7} {:>7} | {:>13} {:>7} | learned".format(*head, w=width))

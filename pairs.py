@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import photos  # photos.photo is looked up on the module, so that tests can patch it
+import shapes
 from media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, resize
 
 
@@ -169,6 +170,8 @@ def items(source, task, any_label=False, data_root="", clean=None):
     pair of paths; synthetic: the items are clean, degraded by degrade.py when drawn."""
     if source == "photos":
         return photos.available(photos.TRAIN_PHOTOS), True
+    if source == "shapes":
+        return shapes.Split("train"), True
     if source == "generate":
         return list(clean), True
     if os.path.isfile(source) and source.endswith(".json"):
@@ -180,7 +183,7 @@ def items(source, task, any_label=False, data_root="", clean=None):
         if not files:
             raise InputError(f"{source}: no images or videos")
         return files, True
-    raise InputError(f"--data {source!r}: not 'photos', 'generate', a folder or a .json list")
+    raise InputError(f"--data {source!r}: not 'photos', 'shapes', 'generate', a folder or a .json list")
 
 
 def load(item):
@@ -191,6 +194,8 @@ def load(item):
         return load_pair_item(item)
     if item in photos.PIP_PHOTOS or item in photos.DEBIAN_PHOTOS:
         return photos.photo(item)
+    if item.startswith("shapes:"):
+        return shapes.read(item)
     return read(item)
 
 
@@ -224,11 +229,19 @@ def make_pairs(source, task, n, size, frames, g, video=False, clean=None, any_la
     memory (train.py --cache_latents, eval.py, choose_decode.py; train.py streams with dataset.py).
 
     source: 'photos' (the shipped training photos, degraded synthetically), 'heldout' (the
-    evaluation crops, never used for training), a folder with input/ and gt/ (paired), a folder
+    evaluation crops, never used for training), 'shapes' (the shapes world's training images),
+    'shapes-val' and 'shapes-test' (its first n validation or test images; 128 if n is 0), a folder with input/ and gt/ (paired), a folder
     of clean images or videos (degraded synthetically), a .json list in the authors' format, or
     'generate' with the clean images passed in `clean` (a list of tensors).
     """
     from degrade import degrade
+    if source in ("shapes-val", "shapes-test"):  # image i of the split, degraded by its own seed
+        out = []
+        for i in range(n or 128):
+            gi = torch.Generator().manual_seed(1000 + i)
+            x = shapes.draw(shapes.index(source.split("-")[1], i))[0]
+            out.append((degrade(task, x, gi), x))
+        return out
     if source == "heldout":
         out = []
         for i, (name, img) in enumerate(photos.eval_crops(size)):

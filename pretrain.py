@@ -27,7 +27,7 @@ import tiny
 from cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
-which = "both"            # tiny-flux | tiny-wan | both
+which = "both"            # tiny-flux | tiny-wan | tiny-shapes | both (the two photo/clip backbones)
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")  # where the backbones are written
 work = os.path.join("runs", "pretrain")  # crop banks and resumable checkpoints
 photos = ""               # a folder of extra training photos (besides the shipped and Debian ones)
@@ -40,6 +40,11 @@ flux_vae_steps = 16000    # tiny-flux VAE steps (batches alternate vae_batch x 6
 flux_tf_steps = 12000     # tiny-flux transformer steps (batch tf_batch x 64 px, tf_batch/4 x 128 px)
 wan_vae_steps = 10000     # tiny-wan VAE steps (batches of clip_batch 9-frame clips of 32 px)
 wan_tf_steps = 6000       # tiny-wan transformer steps (batch 16 clips of 9 x 64 px)
+shapes_vae_steps = 2000   # tiny-shapes VAE steps (batch shapes_vae_batch x 64 px drawn shapes)
+shapes_tf_steps = 1500    # tiny-shapes transformer + text encoder steps
+shapes_vae_batch = 16
+shapes_tf_batch = 32
+shapes_bank = 20000       # drawn training images of the shapes world kept in the bank
 vae_steps = 0             # if set: both backbones' VAE steps (smoke runs)
 tf_steps = 0              # if set: both backbones' transformer steps (smoke runs)
 vae_batch = 32            # 64 px crops per VAE step (a quarter as many 128 px crops on odd steps)
@@ -348,6 +353,76 @@ def pretrain_wan(folder, wdir, names):
                 steps=dict(vae=steps_vae, transformer=steps_tf))
 
 
+def pretrain_shapes(folder, wdir, _names):
+    """The shapes world (shapes.py): the FLUX classes on drawn, captioned 64 px images. Unlike the
+    photo backbones, the T5 encoder learns with the transformer, so its words carry meaning."""
+    import shapes
+    parts = tiny.build("tiny-shapes", seed + 2)
+    vae, tf, enc = parts["vae"].to(device), parts["transformer"].to(device), parts["text_encoder"].to(device)
+    steps_vae, steps_tf = vae_steps or shapes_vae_steps, tf_steps or shapes_tf_steps
+    print(f"[tiny-shapes] 1/5 bank: {shapes_bank} drawn training images of 64 px")
+
+    def make_bank():
+        xs, caps = [], []
+        for i in tqdm(range(shapes_bank), desc="draw", mininterval=5):
+            x, c = shapes.draw(shapes.index("train", i))
+            xs.append((x * 255).round().to(torch.uint8))
+            caps.append(c)
+        return dict(x=torch.stack(xs), captions=caps)
+    bank = cached(os.path.join(wdir, "bank.pt"), make_bank)
+    bx = bank["x"].to(device)
+    held = list(shapes.batch("val", 0, 16)[0])
+
+    def vae_step(step, g):
+        x = bx[torch.randint(len(bx), (shapes_vae_batch,), generator=g).to(device)].float() / 127.5 - 1
+        return vae_loss(vae, flip(x, g))
+
+    print(f"[tiny-shapes] 2/5 VAE, {steps_vae} steps")
+    vlog = fit("vae", vae, vae_step, steps_vae, vae_lr, 0.0, os.path.join(wdir, "vae.pt"),
+               lambda: round_trip_psnr(vae, held))
+
+    print("[tiny-shapes] 3/5 latent statistics and the bank's latents")
+    def make_latents():
+        z = encode_all(lambda x: vae.encode(x).latent_dist.mode(), bank["x"])
+        shift, scale = z.mean().item(), 1.0 / z.std().item()
+        return dict(z=(z - shift) * scale, shift=shift, scale=scale)
+    lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
+    vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
+    z = lat["z"].to(device)
+    tok = parts["tokenizer"](["", *bank["captions"]], padding="max_length", max_length=tiny.SHAPES_TEXT_LEN,
+                             truncation=True, return_tensors="pt")
+    ids, mask = tok.input_ids.to(device), tok.attention_mask.to(device)  # row 0: the null text
+    ids_txt = torch.zeros(tiny.SHAPES_TEXT_LEN, 3, device=device)
+    both = torch.nn.ModuleDict(dict(transformer=tf, text_encoder=enc))  # one optimizer for the two
+
+    def tf_step(step, g):
+        n = shapes_tf_batch
+        pick = torch.randint(len(z), (n,), generator=g)
+        row = torch.where(torch.rand(n, generator=g) < caption_dropout, 0, pick + 1).to(device)
+        ctx = enc(input_ids=ids[row]).last_hidden_state  # FLUX gives T5 no mask (t5_context)
+        pooled = backbones.tiny_pooled(ctx, mask[row])
+        x0 = z[pick.to(device)]
+        t = torch.where(torch.rand(n, generator=g) < 0.5, torch.sigmoid(torch.randn(n, generator=g)),
+                        torch.rand(n, generator=g)).to(device)
+        eps = torch.randn(x0.shape, generator=g).to(device)
+        tb = t.view(-1, 1, 1, 1)
+        xt = (1 - tb) * x0 + tb * eps
+        h, w = x0.shape[-2:]
+        F_ = backbones.FluxBackbone
+        v = tf(hidden_states=F_.pack(xt), encoder_hidden_states=ctx, pooled_projections=pooled, timestep=t,
+               img_ids=F_.image_ids(h, w, device), txt_ids=ids_txt, return_dict=False)[0]
+        return (F_.unpack(v, h, w).float() - (eps - x0)).square().mean()
+
+    print(f"[tiny-shapes] 4/5 transformer and text encoder, {steps_tf} steps")
+    tlog = fit("transformer", both, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"))
+    print("[tiny-shapes] 5/5 save")
+    tiny.save(folder, {**parts, "vae": vae.cpu(), "transformer": tf.cpu(), "text_encoder": enc.cpu()}, "tiny-shapes")
+    return dict(vae_heldout_psnr_db=vlog["eval"], final_loss=round(tlog["loss"][-1], 4),
+                latent_shift=lat["shift"], latent_scale=lat["scale"],
+                minutes=dict(vae=round(vlog["seconds"] / 60, 1), transformer=round(tlog["seconds"] / 60, 1)),
+                steps=dict(vae=steps_vae, transformer=steps_tf))
+
+
 @torch.no_grad()
 def sample_sheet(folder, path):
     """A few samples from pure noise with the null text (Euler, 30 steps): a look at the prior, at
@@ -364,14 +439,43 @@ def sample_sheet(folder, path):
     media.write_image(path, torch.cat(list(frames), dim=2))
 
 
+@torch.no_grad()
+def prior_score(folder, path, n=64, bank_size=20000):
+    """How well the shapes prior knows its world, as a figure and a number. n samples from noise with
+    the null text (Euler, 30 steps) beside n real test images (path); for each, the PSNR to its
+    nearest neighbour among bank_size training images. Real test images are new draws of the world,
+    so theirs is what "of the domain" scores; noise or smears score far lower, copies far higher."""
+    import shapes
+    bb = backbones.load(folder, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn((n,) + bb.latent_shape(bb.train_size, bb.train_size), generator=g)
+    ts = torch.linspace(1, 0, 31)
+    for t, t2 in zip(ts[:-1], ts[1:]):
+        x = x + (t2 - t) * bb.velocity(x, torch.full((n,), float(t)))[0]
+    fake = ((bb.decode(x) + 1) / 2).clamp(0, 1)
+    real = shapes.batch("test", 0, n)[0]
+    bank = shapes.batch("train", 0, bank_size)[0].flatten(1)
+
+    def nn_psnr(imgs):
+        best = torch.full((len(imgs),), float("inf"))
+        flat = imgs.flatten(1)
+        for i in range(0, len(bank), 2000):
+            best = torch.minimum(best, torch.cdist(flat, bank[i:i + 2000]).min(1).values)
+        return (10 * torch.log10(1 / (best.square() / flat.shape[1]).clamp(min=1e-10))).median().item()
+    rows = [torch.cat(list(b[:8]), 2) for b in (fake[:8], fake[8:16], real[:8], real[8:16])]
+    media.write_image(path, torch.cat(rows, 1))
+    return dict(samples=n, bank=bank_size, nn_psnr_db_samples=round(nn_psnr(fake), 2),
+                nn_psnr_db_real_test=round(nn_psnr(real), 2))
+
+
 def main():
-    if which not in ("tiny-flux", "tiny-wan", "both"):
-        fail(f"--which={which}: expected tiny-flux, tiny-wan or both")
+    if which not in ("tiny-flux", "tiny-wan", "tiny-shapes", "both"):
+        fail(f"--which={which}: expected tiny-flux, tiny-wan, tiny-shapes or both")
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail("--device=cuda: no CUDA GPU here")
     torch.set_num_threads(threads)
-    names = training_photos()
-    missing = sorted(set(catalogue.TRAIN_PHOTOS) - set(names)) if not pip_only else []
+    names = training_photos() if which != "tiny-shapes" else {}  # the shapes world draws its own
+    missing = sorted(set(catalogue.TRAIN_PHOTOS) - set(names)) if names and not pip_only else []
     if missing:
         print(f"note: {len(missing)} training photos are not installed ({', '.join(missing[:3])}, ...): "
               f"apt-get install {' '.join(catalogue.DEBIAN_PACKAGES)}")
@@ -379,12 +483,16 @@ def main():
         folder, wdir = os.path.join(out, kind), os.path.join(work, kind)
         os.makedirs(folder, exist_ok=True)
         os.makedirs(wdir, exist_ok=True)
-        log = (pretrain_flux if kind == "tiny-flux" else pretrain_wan)(folder, wdir, names)
-        log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads, photos=list(names),
-                   held_out=list(catalogue.HELD_OUT))
+        log = {"tiny-flux": pretrain_flux, "tiny-wan": pretrain_wan, "tiny-shapes": pretrain_shapes}[kind](
+            folder, wdir, names)
+        log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads)
+        if kind == "tiny-shapes":  # a world with a test split: samples beside real images, and a number
+            log.update(data="shapes.py's train split", prior=prior_score(folder, os.path.join(folder, "samples.png")))
+        else:
+            log.update(photos=list(names), held_out=list(catalogue.HELD_OUT))
+            sample_sheet(folder, os.path.join(folder, "samples.png"))
         with open(os.path.join(folder, "pretrain.json"), "w") as f:
             json.dump(log, f, indent=1)
-        sample_sheet(folder, os.path.join(folder, "samples.png"))
         print(f"[{kind}] done: {folder}")
 
 

@@ -46,7 +46,7 @@ paper = False        # exactly the paper's prompt form and T0 (no extension; FLU
 t0 = 0.0             # start noise level of the bridge, T0 (0: the backbone's, e.g. 0.4 for FLUX/Wan)
 coarse = -1.0        # extension: >0 the prompt steers only the low-passed velocity (std, latent px); 0: off; -1: the backbone's
 gain = 0.0           # extension: a coarse prompt's factor on its low-passed change (0: the backbone's)
-data_source = "photos"  # photos | generate | a folder (input/ + gt/, or clean images) | list.json
+data_source = ""     # photos | shapes | generate | a folder (input/ + gt/, or clean images) | list.json ('': the backbone's)
 any_label = False    # a .json list: its Mixed and None entries too (else refused)
 data_root = ""       # a .json list: where its relative paths start (default: its folder, then the working one)
 steps = 1500         # optimizer steps
@@ -190,6 +190,7 @@ def main():
     bb = backbones.load(backbone or None, video=video, device=dev, vae_dtype=vae_dtype or None,
                         keep_text_encoder=data_source == "generate",
                         storage=lowbits.low_memory(low_memory, training=True))
+    data_ = data_source or bb.data  # photos; tiny-shapes: its own world
     ext = {} if paper else extensions.defaults(bb.kind)  # extension: this backbone kind's defaults
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
@@ -214,18 +215,18 @@ def main():
     # with --cache_latents a pool made and encoded once
     g_data = torch.Generator().manual_seed(seed)
     clean = None
-    if data_source == "generate":  # files, which streaming and --cache_latents read as a folder's
+    if data_ == "generate":  # files, which streaming and --cache_latents read as a folder's
         caps = ([c.strip() for c in open(captions) if c.strip()] if captions
                 else list(dict.fromkeys(photos.TRAIN_PHOTOS.values())))
         clean = generate_clean(bb, caps, generate_count, size_, frames_, seed, os.path.join(out_, "generated"))
         bb.text = bb.clip = None  # the text encoders' memory back
     if cache_latents:
-        pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
+        pair_list = pairs.make_pairs(data_, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
                                      any_label, data_root)
         zd, zc = encode_pairs(bb, pair_list[:pool], f"encode {pool} pairs")
         val_list, train_desc = pair_list[pool:], f"{pool} training pairs, encoded once,"
     else:
-        items, synthetic = pairs.items(data_source, task, any_label, data_root, clean)
+        items, synthetic = pairs.items(data_, task, any_label, data_root, clean)
         ds = dataset.Pairs(items, synthetic, task, size_, frames_, bb.video, seed)
         val_list = dataset.val_pairs(items, synthetic, task, size_, frames_, bb.video, seed, val_pairs)
         train_desc = (f"{len(items)} {'clean' if synthetic else 'paired'} items streamed "
@@ -233,7 +234,7 @@ def main():
     vd, _ = encode_pairs(bb, val_list, "encode val pairs")
     val_clean = torch.stack([c for _, c in val_list])
     val_deg = torch.stack([d for d, _ in val_list])
-    say(f"data: {data_source} / {task}: {train_desc} and {len(vd)} validation pairs of "
+    say(f"data: {data_} / {task}: {train_desc} and {len(vd)} validation pairs of "
         f"{tuple(val_clean.shape[1:])} px, latents {tuple(vd.shape[1:])}")
 
     # ----- the prompt: the only thing that learns

@@ -1,0 +1,96 @@
+"""The shapes world: captioned images that code draws, for a tiny prior that can learn its domain.
+
+A photo prior small enough for a CPU is weak, so on tiny-flux a failure of the method cannot be
+told from a failure of the prior. Here the domain is small enough to learn well: one or two flat
+shapes (circle, square, triangle, ring) of named colours on a two-colour gradient, 64 x 64 px,
+each with a caption that names them ("red circle and blue ring on green"). Image n is a function
+of n alone, so the splits are index ranges that never meet:
+    train: n in [0, 10^7)   validation: [10^7, 2*10^7)   test: [2*10^7, ...)
+Settings are chosen on validation images and scored on test images, never the same ones.
+"""
+import math
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+SIZE = 64
+SPLITS = {"train": 0, "val": 10_000_000, "test": 20_000_000}
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (235, 210, 50),
+           "purple": (140, 60, 180), "orange": (240, 140, 30), "white": (235, 235, 235), "black": (25, 25, 25),
+           "cyan": (40, 200, 210), "pink": (240, 130, 180)}
+SHAPES = ("circle", "square", "triangle", "ring")
+SUPER = 4  # drawn at 4x and downsampled: anti-aliased edges, as a camera would see them
+
+
+def _mask(kind, cx, cy, r, angle, S):
+    """The shape's coverage at S x S px (255 inside), drawn with PIL."""
+    m = Image.new("L", (S, S), 0)
+    d = ImageDraw.Draw(m)
+    if kind in ("circle", "ring"):
+        d.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+        if kind == "ring":
+            d.ellipse([cx - 0.55 * r, cy - 0.55 * r, cx + 0.55 * r, cy + 0.55 * r], fill=0)
+    else:
+        n = 4 if kind == "square" else 3
+        d.polygon([(cx + r * math.cos(angle + 2 * math.pi * k / n), cy + r * math.sin(angle + 2 * math.pi * k / n))
+                   for k in range(n)], fill=255)
+    return m
+
+
+def draw(n, size=SIZE):
+    """(image [3, size, size] float in [0, 1], caption) of image n: a function of n alone."""
+    rng = np.random.default_rng(n)
+    names = list(COLOURS)
+    bg = rng.choice(len(names), 2, replace=False)
+    k = int(rng.integers(1, 3))  # one or two shapes
+    cols = [int(c) for c in rng.choice([i for i in range(len(names)) if i != bg[0]], k, replace=False)]
+    kinds = [SHAPES[int(i)] for i in rng.integers(0, len(SHAPES), k)]
+    # the background: a linear gradient from the named colour halfway to a second one, any direction
+    a = rng.uniform(0, 2 * math.pi)
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size - 0.5
+    w = np.clip(0.5 + (xx * math.cos(a) + yy * math.sin(a)) * rng.uniform(0.6, 1.2), 0, 1)[..., None]
+    c0, c1 = np.array(COLOURS[names[bg[0]]]), np.array(COLOURS[names[bg[1]]])
+    img = (1 - w) * c0 + w * (0.5 * c0 + 0.5 * c1)  # the named colour dominates
+    S = size * SUPER
+    for kind, c in zip(kinds, cols):
+        r = rng.uniform(0.12, 0.26) * S
+        cx, cy = rng.uniform(r, S - r), rng.uniform(r, S - r)
+        m = _mask(kind, cx, cy, r, rng.uniform(0, 2 * math.pi), S).resize((size, size), Image.Resampling.BOX)
+        alpha = np.asarray(m, dtype=np.float64)[..., None] / 255  # anti-aliased edges
+        img = (1 - alpha) * img + alpha * np.array(COLOURS[names[c]])
+    caption = " and ".join(f"{names[c]} {kind}" for kind, c in zip(kinds, cols)) + f" on {names[bg[0]]}"
+    x = torch.from_numpy(np.round(img).astype(np.float32) / 255).permute(2, 0, 1)
+    return x.contiguous(), caption
+
+
+def index(split, i):
+    """The global index of the i-th image of a split."""
+    return SPLITS[split] + i
+
+
+def batch(split, start, count, size=SIZE):
+    """Images [count, 3, size, size] and their captions, the split's images start..start+count-1."""
+    items = [draw(index(split, i), size) for i in range(start, start + count)]
+    return torch.stack([x for x, _ in items]), [c for _, c in items]
+
+
+class Split:
+    """The images of a split as training items ("shapes:<n>", drawn when read), n from 0 to count-1:
+    a sequence, so that dataset.Pairs can permute it without drawing anything."""
+
+    def __init__(self, split, count=1_000_000):
+        self.split, self.count = split, count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return f"shapes:{index(self.split, int(i))}"
+
+
+def read(item):
+    """The clean image of an item "shapes:<n>"."""
+    return draw(int(item.split(":", 1)[1]))[0]

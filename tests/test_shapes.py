@@ -1,0 +1,85 @@
+"""The shapes world (shapes.py) and its backbone, tiny-shapes: the data, the splits, the code path."""
+import json
+import os
+
+import pytest
+import torch
+
+import backbones
+import pairs
+import shapes
+import tiny
+from conftest import run
+
+
+def test_an_image_is_a_function_of_its_index_and_the_splits_never_meet():
+    x, cap = shapes.draw(shapes.index("val", 3))
+    y, cap2 = shapes.draw(shapes.index("val", 3))
+    assert torch.equal(x, y) and cap == cap2
+    assert x.shape == (3, shapes.SIZE, shapes.SIZE) and 0 <= x.min() and x.max() <= 1
+    assert not torch.equal(x, shapes.draw(shapes.index("test", 3))[0])
+    starts = sorted(shapes.SPLITS.values())  # each split's range ends where the next begins
+    assert len(shapes.Split("train")) <= starts[1] - starts[0] and starts[1] - starts[0] <= starts[2] - starts[1]
+
+
+def test_captions_name_what_is_drawn_and_fit_the_text_encoder():
+    xs, caps = shapes.batch("train", 0, 200)
+    assert all(len(c.encode()) <= tiny.SHAPES_TEXT_LEN - 1 for c in caps)  # room for the end token
+    for c in caps[:50]:
+        parts = c.split(" on ")
+        assert len(parts) == 2 and parts[1] in shapes.COLOURS
+        for thing in parts[0].split(" and "):
+            colour, kind = thing.split(" ")
+            assert colour in shapes.COLOURS and kind in shapes.SHAPES
+    # a one-shape image on a flat-named background: its centre-of-colour is the shape's colour
+    one = [(x, c) for x, c in zip(xs, caps) if " and " not in c]
+    x, c = one[0]
+    colour = torch.tensor(shapes.COLOURS[c.split(" ")[0]]).float() / 255
+    assert (x - colour[:, None, None]).abs().sum(0).min() < 0.05  # some pixel is the named colour
+
+
+def test_training_items_are_drawn_lazily_and_eval_pairs_are_fixed():
+    items, synthetic = pairs.items("shapes", "rain")
+    assert synthetic and len(items) == 1_000_000 and items[5] == f"shapes:{shapes.index('train', 5)}"
+    assert torch.equal(pairs.load(items[5]), shapes.draw(shapes.index("train", 5))[0])
+    a = pairs.make_pairs("shapes-test", "rain", 3, 64, 1, torch.Generator().manual_seed(0))
+    b = pairs.make_pairs("shapes-test", "rain", 3, 64, 1, torch.Generator().manual_seed(1))
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(a, b))
+    assert torch.equal(a[0][1], shapes.draw(shapes.index("test", 0))[0])
+    v = pairs.make_pairs("shapes-val", "rain", 1, 64, 1, torch.Generator())
+    assert not torch.equal(v[0][1], a[0][1])
+
+
+def test_tiny_shapes_runs_the_flux_path_with_its_own_settings():
+    bb = backbones.random_backbone("tiny-shapes")
+    assert bb.kind == "tiny-shapes" and isinstance(bb, backbones.FluxBackbone)
+    assert bb.prompt_shape == (tiny.SHAPES_TEXT_LEN, 128, 6) and bb.data == "shapes" and bb.heldout == "shapes-test"
+    z = bb.encode(shapes.batch("test", 0, 2)[0] * 2 - 1)
+    assert z.shape == (2, 16, 16, 16)
+    v = bb.velocity(z, torch.full((2,), 0.3), [None, bb.new_prompt(task="rain")])
+    assert v.shape == (2, 2, 16, 16, 16) and torch.equal(v[0], v[1])  # a zero-gate prompt changes nothing
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(backbones.TINY["tiny-shapes"], "pretrain.json")),
+                    reason="the shapes world's weights are not made yet (python pretrain.py --which=tiny-shapes)")
+def test_shipped_shapes_prior_knows_its_world():
+    # pre-training's own judgement, recorded beside the weights: samples score near real test images
+    log = json.load(open(os.path.join(backbones.TINY["tiny-shapes"], "pretrain.json")))
+    p = log["prior"]
+    assert p["nn_psnr_db_samples"] > p["nn_psnr_db_real_test"] - 2.0, p
+    bb = backbones.load("tiny-shapes", device="cpu", keep_text_encoder=True)
+    a, b = bb.encode_text(["red circle on blue", "blue circle on red"])["context"].unbind(0)
+    assert (a - b).abs().mean() > 1e-3  # the trained encoder tells colours apart
+
+
+@pytest.mark.slow
+def test_pretrain_smoke_makes_the_shapes_world(tmp_path):
+    code, outp, err = run("pretrain.py", "--which=tiny-shapes", "--vae_steps=2", "--tf_steps=2", "--shapes_bank=64",
+                          "--eval_every=2", f"--out={tmp_path}", f"--work={tmp_path / 'work'}")
+    assert code == 0, err
+    folder = tmp_path / "tiny-shapes"
+    log = json.load(open(folder / "pretrain.json"))
+    assert log["steps"]["transformer"] == 2 and set(log["prior"]) >= {"nn_psnr_db_samples", "nn_psnr_db_real_test"}
+    bb = backbones.load(str(folder), device="cpu", keep_text_encoder=True)
+    assert bb.kind == "tiny-shapes" and bb.transformer.dtype == torch.float32
+    assert (folder / "samples.png").is_file()
