@@ -41,9 +41,9 @@ def psnr(a, b):
 bb = backbones.load(BACKBONE, keep_text_encoder=True)
 g = torch.Generator().manual_seed(0)
 size = bb.train_size
-train_pairs = pairs.make_pairs("photos", TASK, 16 if FAST else 128, size, bb.train_frames, g, bb.video)
+train_pairs = pairs.make_pairs(bb.data, TASK, 16 if FAST else 128, size, bb.train_frames, g, bb.video)
 zd, zc = train.encode_pairs(bb, train_pairs, "encode")
-test_pairs = pairs.make_pairs("heldout", TASK, 4, size, bb.train_frames, g, bb.video)
+test_pairs = pairs.make_pairs(bb.heldout, TASK, 4, size, bb.train_frames, g, bb.video)
 td, tc = train.encode_pairs(bb, test_pairs, "encode")
 print(bb.name, "training pairs:", len(zd), "held-out pairs:", len(td), "latent", tuple(zd.shape[1:]))
 

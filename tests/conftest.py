@@ -7,6 +7,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.append(os.path.join(ROOT, "notebooks"))  # the notebooks' shared helpers (lab.py)
 SHARED = os.path.join(ROOT, "..", "shared")
 
 from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel  # noqa: E402

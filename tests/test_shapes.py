@@ -83,3 +83,28 @@ def test_pretrain_smoke_makes_the_shapes_world(tmp_path):
     bb = backbones.load(str(folder), device="cpu", keep_text_encoder=True)
     assert bb.kind == "tiny-shapes" and bb.transformer.dtype == torch.float32
     assert (folder / "samples.png").is_file()
+
+
+def test_lab_intervals_and_verdicts():
+    import lab
+    m, h = lab.interval([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert m == 3.0 and abs(h - 2.776 * (2.5 ** 0.5) / 5 ** 0.5) < 1e-3  # t(0.975, 4) = 2.776
+    assert lab.verdict([0.5, 0.6, 0.4, 0.55, 0.45]) == "reproduced"
+    assert lab.verdict([-0.5, -0.6, -0.4, -0.55, -0.45]) == "not reproduced"
+    assert lab.verdict([0.5, -0.6, 0.4, -0.55, 0.45]) == "inconclusive"
+    assert lab.verdict([3.0]) == "inconclusive"  # one seed decides nothing
+
+
+def test_lab_trains_once_per_seed_and_scores_a_batch(tmp_path):
+    import lab
+    bb = backbones.random_backbone("tiny-shapes")
+    p = lab.trained(bb, "haze", seed=1, steps=2, pool=4, cache=str(tmp_path))
+    files = list((tmp_path / "tiny-shapes").iterdir())
+    assert len(files) == 1 and "seed1" in files[0].name
+    again = lab.trained(bb, "haze", seed=1, steps=2, pool=4, cache=str(tmp_path))  # read back, not retrained
+    assert torch.equal(p.bank, again.bank)
+    other = lab.trained(bb, "haze", seed=2, steps=2, pool=4, cache=str(tmp_path))
+    assert not torch.equal(p.bank, other.bank)
+    test = lab.held_out(bb, "haze", "test", 3)
+    rows = lab.scores(bb, [p], "ebr", bb.t0, test)
+    assert len(rows) == 3 and all(0 < r["psnr"] < 100 for r in rows)

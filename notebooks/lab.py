@@ -1,0 +1,110 @@
+"""What the notebooks share to turn an experiment into a verdict: a prompt trained for a seed
+(kept on disk, so a rebuild trains nothing twice), its scores on held-out images, and a mean with a
+95% interval over seeds.
+
+    p = lab.trained(bb, "rain", seed=3, bridge_name="ebr", t0=0.4, steps=600)
+    per_image = lab.scores(bb, [p], "ebr", 0.4, lab.held_out(bb, "rain", "test", 128))
+    lab.interval([per-seed means]) -> (mean, half width);  lab.verdict(per-seed differences) -> word
+
+Each seed is a separate training run: its own prompt init, its own training pairs and draws.
+Settings are chosen on the "val" split and scored on "test" (the shapes world), never the same
+images; on the photo backbones the validation pairs are training photos' crops, the test the
+held-out photos' crops.
+"""
+import math
+import os
+
+import torch
+from scipy import stats
+
+import bridge
+import eval as metrics
+import extensions
+import pairs
+import prompt as prompt_lib
+import sample
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, "runs", "lab")  # trained prompts, by backbone and settings
+
+
+def held_out(bb, task, split="test", n=128):
+    """n (degraded, clean) pairs: the shapes world's val/test split, or (photo backbones) the
+    held-out photos' crops for "test" and training photos' crops for "val"."""
+    if bb.data == "shapes":
+        return pairs.make_pairs(f"shapes-{split}", task, n, bb.train_size, 1, None)
+    source = "heldout" if split == "test" else bb.data
+    frames = bb.train_frames if bb.video else 1
+    return pairs.make_pairs(source, task, n if split != "test" else 0, bb.train_size, frames,
+                            torch.Generator().manual_seed(10_000), bb.video)[:n]
+
+
+def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, batch=None, lr=None, cache=CACHE):
+    """A paper-form prompt (no extension) trained by train.py's step on `pool` training pairs drawn
+    with `seed`, which also seeds the prompt's init and the training draws. Kept under runs/lab/."""
+    t0 = t0 or bb.t0
+    name = f"{task}-{bridge_name}-t0{t0:g}-steps{steps}-pool{pool}-seed{seed}.safetensors"
+    path = os.path.join(cache, bb.name, name)
+    if os.path.isfile(path):
+        return bb.check(prompt_lib.load(path))
+    frames = bb.train_frames if bb.video else 1
+    pair_list = pairs.make_pairs(bb.data, task, pool, bb.train_size, frames, torch.Generator().manual_seed(seed), bb.video)
+    zd, zc = train.encode_pairs(bb, pair_list, f"encode seed {seed}")
+    torch.manual_seed(seed)
+    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0)
+    opt = torch.optim.AdamW(p.parameters(), lr=lr or bb.train_lr)
+    gens = [torch.Generator().manual_seed(1_000 + seed)]
+    for _ in range(steps):
+        train.train_step(bb, p, opt, zd, zc, gens, bridge_name, t0, batch or bb.train_batch)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    prompt_lib.save(p, path)
+    return p
+
+
+@torch.no_grad()
+def restored(bb, prompts, bridge_name, t0, pair_list, seed=0):
+    """The paper's sampler and the decoded latent (no extension) on every degraded input."""
+    if bb.video or len({d.shape for d, _ in pair_list}) > 1:
+        return [sample.restore(bb, d, prompts, bridge_name, t0, extensions.PAPER_DECODE, progress=False, seed=seed)
+                for d, _ in pair_list]
+    # images of one size: through the image backbone as one batch (sample.restore takes [3, N, H, W])
+    x = torch.stack([d for d, _ in pair_list], 1)
+    out = sample.restore(bb, x, prompts, bridge_name, t0, extensions.PAPER_DECODE, progress=False, seed=seed, chunk=64)
+    return list(out.unbind(1))
+
+
+def scores(bb, prompts, bridge_name, t0, pair_list, seed=0):
+    """Per-image metrics (PSNR, SSIM: eval.metrics) of the restorations of pair_list."""
+    outs = restored(bb, prompts, bridge_name, t0, pair_list, seed)
+    return [metrics.metrics(o, c) for o, (_, c) in zip(outs, pair_list)]
+
+
+def mean(rows, key="psnr"):
+    return sum(r[key] for r in rows) / len(rows)
+
+
+def interval(values, level=0.95):
+    """(mean, half width of the Student-t interval) of per-seed values; half width inf for one."""
+    n = len(values)
+    m = sum(values) / n
+    if n < 2:
+        return m, math.inf
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    return m, stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+
+
+def verdict(differences, level=0.95):
+    """The word for a claim "A beats B" from per-seed differences A - B: reproduced where the whole
+    interval is above 0, not reproduced where it is below, inconclusive where it holds 0."""
+    m, h = interval(differences, level)
+    if m - h > 0:
+        return "reproduced"
+    if m + h < 0:
+        return "not reproduced"
+    return "inconclusive"
+
+
+def fmt(values, unit=" dB"):
+    m, h = interval(values)
+    return f"{m:.2f} ± {h:.2f}{unit}" if math.isfinite(h) else f"{m:.2f}{unit} (one seed)"
