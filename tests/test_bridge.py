@@ -221,3 +221,17 @@ def test_naive_target_grows_like_one_over_t(z):
         x, s = state("naive", z, t)
         v_star = (x - z_clean) / s.reshape(-1, 1, 1, 1)
         assert abs(t * rms(v_star) / rms(z_deg - z_clean) - 1) < 0.1  # |v*| ~ |z_deg - z_clean| / t
+
+
+def test_ddbm_sampling_states_carry_the_first_steps_gap(big):
+    # docs/derivations.md: after the call-free pinned step, eps_hat = eps + k (z_deg - z_clean),
+    # k = c_clean(t_1) / sigma(t_1), so each later state is DDBM's own plus sigma(t) k (z_deg - z_clean)
+    z_deg, z_clean, eps = big
+    traj = []
+    bridge.sample("ddbm", oracle(z_clean), z_deg, eps, T0, trajectory=traj)
+    _, c_clean1, sigma1 = bridge.coefficients("ddbm", torch.tensor(traj[1][0]), T0)
+    k = float(c_clean1 / sigma1)
+    for t, x, _ in traj[1:]:
+        sigma = float(bridge.coefficients("ddbm", torch.tensor(t), T0)[2])
+        own = bridge.forward("ddbm", *big, torch.full((2,), t), T0)[0]
+        assert torch.allclose(x, own + sigma * k * (z_deg - z_clean), atol=1e-4), t
