@@ -219,8 +219,8 @@ plt.tight_layout(); plt.show()
 # %%
 def signal_of(x, z_deg, z_clean):
     """(a, b) of x ~ a z_deg + b z_clean + noise, by least squares over all its numbers."""
-    basis = torch.stack([z_deg.flatten(), z_clean.flatten()], 1).double()
-    return torch.linalg.lstsq(basis.cpu(), x.flatten().double().cpu().unsqueeze(1)).solution.flatten().tolist()
+    basis = torch.stack([z_deg.flatten(), z_clean.flatten()], 1).double().cpu()
+    return torch.linalg.solve(basis.T @ basis, basis.T @ x.flatten().double().cpu()).tolist()  # normal equations
 
 def clean_share(x, z_deg, z_clean, sigma):
     return signal_of(x, z_deg, z_clean)[1] / (1 - sigma)
