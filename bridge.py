@@ -1,12 +1,18 @@
-"""The paper's three forward constructions, its one sampler, and mixing by averaging velocities.
+"""The paper's three forward constructions, the sampler of each, and mixing by averaging velocities.
 
 Flow matching as in FLUX and Wan: z_t = (1-t) x0 + t eps (t=1 noise, t=0 data), v = eps - x0,
 so the backbone's clean estimate is x0_hat = z_t - sigma v (eq. 2). Each construction is one
 coefficient triple: z = c_deg(t) z_deg + c_clean(t) z_clean + sigma(t) eps, with sigma(t) the
 noise level the frozen backbone is told, t in (0, T0]. Training draws one t, builds z and
-regresses x0_hat onto z_clean (eqs. 7, 10). Sampling starts at the degraded end (t = T0, where
-c_clean = 0 for all three) and walks the same family of states down to t ~ 0: that alignment of
-training and sampling states is the paper's point (Sec. 3.2).
+regresses x0_hat onto z_clean (eqs. 7, 10). Sampling starts at the construction's state at
+t = T0 (c_clean = 0 for all three) and steps down to t ~ 0 on a family of states:
+- naive: the backbone's own flow family (c_deg = 0, c_clean = 1-t, sigma = t), i.e. its ordinary
+  Euler / DDIM step x' = (1-t') x0_hat + t' eps_hat. That is how the paper samples a prompt trained
+  on eq. (1) (Sec. 3.1): the states move from z_deg towards the estimate, away from the
+  training states, which stay at z_deg: the train-test mismatch of Sec. 3.1 and Fig. 3c.
+- ddbm, ebr: the construction's own family, so sampling visits the states training showed the
+  prompt (Sec. 3.2, Fig. 3d); for 'ebr' this is the authors' released update rule.
+Derivations of all of it: docs/derivations.md.
 """
 import torch
 
@@ -74,23 +80,36 @@ def grid(t0=T0, t_min=T_MIN, steps=STEPS):
     return torch.linspace(t0, t_min, steps).tolist()
 
 
+def sampling_coefficients(bridge, t, t0=T0):
+    """(c_deg, c_clean, sigma) of the family of states the sampler walks for a construction.
+
+    'naive' walks the backbone's plain flow family z = (1-t) x0 + t eps (c_deg = 0): sampling a
+    prompt trained on eq. (1) is the backbone's ordinary reverse process from the noised degraded
+    latent (paper Sec. 3.1), whose states leave eq. (1)'s family (Fig. 3c). 'ddbm' and 'ebr' walk
+    their own training family, which is what a bridge is for (Sec. 3.2)."""
+    if bridge == "naive":
+        return torch.zeros_like(t), 1 - t, t
+    return coefficients(bridge, t, t0)
+
+
 @torch.no_grad()
 def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory=None):
-    """Deterministic DDIM-like sampler on the construction's own family of states.
+    """Deterministic DDIM-like sampler on sampling_coefficients' family of states.
 
     velocity(x, sigma) -> v is any function (one prompt, a mix, an oracle): the sampler never
     knows about backbones. y is the degraded latent, eps the starting noise (seed it); the state
     stays on y's device and the coefficients are plain numbers, so a step copies nothing.
-    At each grid point: v, then x0 = x - sigma v, then the noise that state implies,
-    eps_hat = (x - c_deg y - c_clean x0) / sigma, then the next state of the same family
-    built from (y, x0, eps_hat). For 'ebr' this is exactly the authors' update rule.
-    Returns the clean estimate at the last grid point (never the last state: for 'naive'
-    that state is the degraded input again). `trajectory`, a list, collects (t, x, x0).
+    Start: the construction's own state at t = T0, c_deg(T0) y + sigma(T0) eps (for 'naive' the
+    noised degraded latent of eq. 1). At each grid point: v, then x0 = x - sigma v, then the
+    noise that state implies, eps_hat = (x - c_deg y - c_clean x0) / sigma, then the next state
+    c_deg' y + c_clean' x0 + sigma' eps_hat. For 'naive' (c_deg = 0) this is the backbone's Euler
+    step x' = x - (t - t') v; for 'ebr' it is exactly the authors' update rule.
+    Returns the clean estimate at the last grid point. `trajectory`, a list, collects (t, x, x0).
     """
     ts = grid(t0, t_min, steps)
-    coef = [[float(c) for c in coefficients(bridge, torch.tensor(t), t0)] for t in ts]  # numbers, not tensors
-    c_deg, _, sigma = coef[0]
-    x = c_deg * y + sigma * eps  # c_clean(T0) = 0 for every construction
+    coef = [[float(c) for c in sampling_coefficients(bridge, torch.tensor(t), t0)] for t in ts]  # numbers, not tensors
+    c_deg, _, sigma = [float(c) for c in coefficients(bridge, torch.tensor(ts[0]), t0)]
+    x = c_deg * y + sigma * eps  # the training state at T0: c_clean(T0) = 0 for every construction
     for i, t in enumerate(ts):
         c_deg, c_clean, sigma = coef[i]
         if sigma > 0:

@@ -49,6 +49,29 @@ def test_gradients_reach_only_prompt_and_gates(bb):
     assert all(not q.requires_grad for q in bb.transformer.parameters())
 
 
+def test_zero_gates_first_step_moves_only_the_gates(bb):
+    # docs/derivations.md: the bank enters as alpha_l P (FLUX) or alpha_l Attn(h, c + P) (Wan), so
+    # at alpha = 0 its gradient is exactly zero while each gate's is <dL/dout, P-term>, not zero
+    p = bb.new_prompt(task="haze")
+    bb.velocity(latent(bb), torch.tensor([0.3, 0.1]), [p])[0].square().mean().backward()
+    assert p.bank.grad is not None and torch.count_nonzero(p.bank.grad) == 0
+    assert (p.gates.grad != 0).all()
+    bank = p.bank.detach().clone()
+    opt = torch.optim.AdamW(p.parameters(), lr=5e-4)  # train.py's optimizer (weight decay 0.01)
+    opt.step()
+    assert torch.equal(p.bank, bank * (1 - 5e-4 * 0.01))  # the first step only decays the bank
+    assert (p.gates != 0).all()
+    # on FLUX a zero bank would leave the gates nothing to learn from either (the random bank breaks
+    # the tie); on Wan the gate multiplies Attn(h, c + 0) = Attn(h, c), which is not zero
+    q = bb.new_prompt(task="haze")
+    with torch.no_grad():
+        q.bank.zero_()
+    bb.velocity(latent(bb), torch.tensor([0.3, 0.1]), [q])[0].square().mean().backward()
+    assert torch.count_nonzero(q.bank.grad) == 0
+    flux = isinstance(bb, backbones.FluxBackbone)
+    assert (torch.count_nonzero(q.gates.grad) == 0) if flux else (q.gates.grad != 0).all()
+
+
 def test_mixed_batch_equals_separate_calls(bb):
     x, s = latent(bb), torch.tensor([0.3, 0.1])
     p1, p2 = bb.new_prompt(task="a"), bb.new_prompt(task="b")
