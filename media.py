@@ -87,7 +87,7 @@ def write_image(path, img):
             im.load()  # a truncated file fails here
             if im.size != (a.shape[1], a.shape[0]):
                 raise OSError(f"reads back as {im.size[0]}x{im.size[1]} px")
-    _atomic(path, lambda tmp: Image.fromarray(a).save(tmp, format=_pil_format(path)), check)
+    atomic(path, lambda tmp: Image.fromarray(a).save(tmp, format=_pil_format(path)), check)
 
 
 def read_video(path):
@@ -168,7 +168,7 @@ def write_video(path, clip, fps):
                 n = 0
             if n != len(a):
                 raise OSError(f"the encoder wrote {n} of {len(a)} frames (disk full?)")
-    _atomic(path, write, check)
+    atomic(path, write, check)
 
 
 def _finite(path, x):
@@ -177,7 +177,7 @@ def _finite(path, x):
     return x
 
 
-def _atomic(path, write, check):
+def atomic(path, write, check):
     """write(tmp), check(tmp) (raises if the file is not whole), rename to path; on any failure
     the temporary file is removed and an OSError names path."""
     tmp = _tmp(path)
