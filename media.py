@@ -25,9 +25,11 @@ class InputError(ValueError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-def note(msg):
-    """What a reader left out or changed, one line on stderr (the work goes on)."""
-    print(f"note: {msg}", file=sys.stderr, flush=True)
+def note(msg, said=set()):
+    """What a reader left out or changed, one line on stderr (the work goes on), once per process."""
+    if msg not in said:
+        said.add(msg)
+        print(f"note: {msg}", file=sys.stderr, flush=True)
 
 
 def read_image(path, max_side=None):

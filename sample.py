@@ -9,7 +9,8 @@
 A task is a name (prompts/<backbone>/<task>.safetensors; with --paper the paper-form one in
 prompts/<backbone>/paper/ where the shipped one is not) or a prompt file (ours or the authors' .pt).
 Several tasks are mixed: their velocities averaged in one sampler run at one T0. Any size (tiles.py).
-Without --paper, extensions.py applies. PNG, or mp4 at the input's fps; never over an input.
+Without --paper, extensions.py applies. PNG, or mp4 at the input's (average) fps; never over an input
+or another output.
 """
 import os
 import sys

@@ -10,8 +10,9 @@ cropped and degraded afresh by --workers processes, encoded per batch; --cache_l
 a pool encoded once), t and eps, the construction's state, the backbone's clean estimate
 x0_hat = z_t - sigma v under the prompt, ||x0_hat - z_clean||^2. Writes <out>/<task>.safetensors
 (what sample.py takes), <out>/<task>.ckpt.pt (--resume continues it exactly) and <out>/<task>_val.png
-(degraded | restored | clean). Micro-batch slot j (over ranks and --accum) takes its pairs and draws
-from its own seeded stream, so N processes compute what one with --accum=N does.
+(degraded | restored | clean), holding <out>/train.lock meanwhile. Micro-batch slot j (over ranks
+and --accum) takes its pairs and draws from its own seeded stream, so N processes compute what one
+with --accum=N does.
 """
 import contextlib
 import math
