@@ -282,6 +282,8 @@ def main(paths):
         fail(f"--steps={steps} and --chunk={chunk} must be at least 1")
     if t0 != 0 and not 0 < t0 < 1:
         fail(f"--t0={t0}: T0 must lie in (0, 1) (0: the prompts' own)")
+    if not 0 <= fps < float("inf"):
+        fail(f"--fps={fps} must be positive (0: 8)")
     items = collect_inputs(paths, video)
     if out and not os.path.isdir(out) and len(items) > 1 and os.path.splitext(out)[1]:
         fail(f"--out={out} is a file name, but there are {len(items)} inputs; give a folder")

@@ -82,6 +82,7 @@ def test_bad_step_counts_and_t0_are_refused(flux, folder):  # noqa: F811
         bad(folder, "sample.py", ok, *flux, "--progress=false", option, match="must be at least 1")
     for value in ("1.5", "-0.5", "1", "nan"):
         bad(folder, "sample.py", ok, *flux, *STEP, f"--t0={value}", match="T0 must lie in (0, 1)")
+    bad(folder, "sample.py", ok, *flux, *STEP, "--fps=-8", match="--fps=-8.0 must be positive")
     bbf = flux[0]
     bad(folder, "train.py", bbf, *TRAIN, "--steps=0", match="--steps=0 and --val_every=250 must be at least 1")
     bad(folder, "train.py", bbf, *TRAIN, "--val_every=0", match="must be at least 1")
