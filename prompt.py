@@ -90,8 +90,8 @@ def load(path):
         raise ValueError(f"{path}: prompt holds NaN or Inf values; refusing to use it")
     big = max(bank.abs().max().item(), gates.abs().max().item())
     if big > MAX_ABS:
-        raise ValueError(f"{path}: prompt holds values up to {big:.3g}, far beyond a trained prompt's "
-                         f"(at most {MAX_ABS:g}); refusing to use it")
+        raise ValueError(f"{path}: prompt holds values up to {big:.3g}, where a trained prompt's stay far "
+                         f"below {MAX_ABS:g}; refusing to use it")
     if "t0" in meta:
         try:
             t0 = float(meta["t0"])
