@@ -159,6 +159,26 @@ def test_a_failed_write_leaves_nothing_and_says_so(flux, folder, monkeypatch):  
     assert not debris(folder)
 
 
+def test_two_writers_of_one_file_never_share_a_temporary_name(tmp_path):
+    # two trainers saving the same checkpoint at once: each rename is of a whole file of its own
+    import threading
+    path, errors = str(tmp_path / "haze.ckpt.pt"), []
+
+    def saver(k):
+        try:
+            for i in range(200):
+                media.atomic(path, lambda tmp: torch.save({"k": k, "i": i}, tmp),
+                             lambda tmp: torch.load(tmp, weights_only=True))
+        except Exception as e:  # noqa: BLE001 (shown by the assert below)
+            errors.append(e)
+    threads = [threading.Thread(target=saver, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and torch.load(path, weights_only=True)["i"] == 199 and os.listdir(tmp_path) == ["haze.ckpt.pt"]
+
+
 def test_odd_sized_clips_are_restored_whole(random_tiny, prompts, folder):  # noqa: F811
     media.write_video(str(folder / "odd.mp4"), torch.rand(3, 5, 57, 101), 8.0)
     back, fps = media.read_video(str(folder / "odd.mp4"))
