@@ -14,6 +14,8 @@ import os
 # gradio makes on its own; share, SSR, PWA and MCP are turned off in launch below)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import re  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -74,6 +76,7 @@ def message(e, path):
     """One line, naming the upload by its own name rather than its place in gradio's cache, and
     the page's control where sample.prepare names a command-line flag."""
     text = " ".join(str(e).split()).replace(path, os.path.basename(path)) or type(e).__name__
+    text = re.sub(r"/(?:[^/\s]+/)+", "", text)  # any other server path: its file name only
     return text.replace("pass --t0", "set T0 under \"advanced\"")
 
 
@@ -99,6 +102,7 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
     if not task_names:
         raise gr.Error("choose at least one task")
     # (the sliders' bounds and the task choices are checked by gradio, for the API too)
+    out_dir = None
     try:
         clip = media.is_video(file)
         x, fps = media.read_video(file) if clip else (media.read_image(file), None)
@@ -120,6 +124,8 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
         else:
             media.write_image(out, y)
     except (ValueError, RuntimeError, OSError, TypeError) as e:  # what fail.guard turns into one line
+        if out_dir:  # the writer removed its temporary file; its folder goes too
+            shutil.rmtree(out_dir, ignore_errors=True)
         raise gr.Error(message(e, file)) from None
     return (None, out, out) if clip else (out, None, out)
 

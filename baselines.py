@@ -399,8 +399,8 @@ def main():
     def save(step):
         state = dict(net=net.state_dict(), optimizer=opt.state_dict(), rng=[g.get_state() for g in gens],
                      step=step, log=log, config=dict(meta, widths=list(net.widths)))
-        torch.save(state, ckpt_path + ".tmp")
-        os.replace(ckpt_path + ".tmp", ckpt_path)
+        media.atomic(ckpt_path, lambda tmp: torch.save(state, tmp),
+                     lambda tmp: torch.load(tmp, map_location="cpu", weights_only=True))
         save_unet(net, os.path.join(out_, f"{task}.safetensors"), steps=step, **meta)
 
     t_train = time.time()

@@ -1,12 +1,17 @@
 """Image and video files, and pixel helpers.
 
 Pixels are float tensors in [0, 1]: images [3, H, W], clips [3, F, H, W]. Reading accepts any
-common image mode (grayscale, alpha, palette, CMYK, 16-bit) and video container; every write
-goes to a temporary file first and is renamed into place, so outputs are never half-written.
+common image mode (grayscale, alpha, palette, CMYK, 16-bit) and video container; what a reader
+leaves out (a TIFF's other pages, a truncated clip's end) it says on stderr. Every write goes to
+a temporary file first, is re-opened to check it is whole, and only then renamed into place:
+outputs are never half-written, and a failed write leaves no file behind.
 """
 import glob
 import math
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import torch
@@ -20,10 +25,17 @@ class InputError(ValueError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+def note(msg, said=set()):
+    """What a reader left out or changed, one line on stderr (the work goes on), once per process."""
+    if msg not in said:
+        said.add(msg)
+        print(f"note: {msg}", file=sys.stderr, flush=True)
+
+
 def read_image(path, max_side=None):
     """[3, H, W] in [0, 1]: grayscale repeated, alpha dropped, palette/CMYK converted, 16-bit
     scaled; with max_side, shrunk (antialiased) so that its short side is at most max_side."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -33,6 +45,8 @@ def read_image(path, max_side=None):
             if max_side and im.format == "JPEG":
                 im.draft(im.mode, (max_side, max_side))  # decode at a reduced scale: much faster
             im.load()
+            pages = getattr(im, "n_frames", 1)
+            im = ImageOps.exif_transpose(im)  # as a viewer shows it: the output keeps that orientation
             if im.mode not in ("1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
                 # palette, CMYK, YCbCr, ...: their raw arrays are not RGB
                 im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
@@ -41,8 +55,13 @@ def read_image(path, max_side=None):
                 im = im.resize((round(im.size[0] * s), round(im.size[1] * s)), Image.LANCZOS)
             a = np.array(im)
             mode = im.mode
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+                         f"(PIL's limit against decompression bombs); refused unread") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: not a readable image ({e})") from None
+    if pages > 1:
+        note(f"{path}: {pages} pages (or frames); only the first was read")
     if mode in ("I;16", "I;16B", "I;16L", "I") or a.dtype == np.uint16 or a.dtype == np.int32:
         a = a.astype(np.float32) / 65535.0
     elif a.dtype == bool:
@@ -63,22 +82,31 @@ def read_image(path, max_side=None):
 def write_image(path, img):
     """PNG (lossless) or whatever the suffix asks for, written atomically."""
     from PIL import Image
-    a = (img.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    tmp = _tmp(path)
-    Image.fromarray(a).save(tmp, format=_pil_format(path))
-    os.replace(tmp, path)
+    a = (_finite(path, img).clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+    def check(tmp):
+        with Image.open(tmp) as im:
+            im.load()  # a truncated file fails here
+            if im.size != (a.shape[1], a.shape[0]):
+                raise OSError(f"reads back as {im.size[0]}x{im.size[1]} px")
+    atomic(path, lambda tmp: Image.fromarray(a).save(tmp, format=_pil_format(path)), check)
 
 
 def read_video(path):
-    """([3, F, H, W] in [0, 1], fps)."""
+    """([3, F, H, W] in [0, 1], fps). Every frame once, in the order of its timestamp: a clip of
+    variable frame rate keeps its frames and its length when written back at the returned fps,
+    the average rate (said on stderr). A clip that ends before its declared length is read as far
+    as it goes, and that is said too."""
     import imageio.v3 as iio
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}: file is empty")
+    gif = os.path.splitext(path)[1].lower() == ".gif"
     try:
         meta = iio.immeta(path)
-        frames = iio.imread(path)
+        # passthrough: no frame duplicated or dropped to fit a constant rate
+        frames = iio.imread(path) if gif else iio.imread(path, output_params=["-fps_mode", "passthrough"])
     except Exception as e:  # imageio raises many types for broken containers
         raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     if frames.ndim == 3:  # a single frame, or grayscale frames
@@ -88,26 +116,91 @@ def read_video(path):
     if frames.shape[-1] == 1:
         frames = np.repeat(frames, 3, axis=-1)
     fps = float(meta.get("fps") or (1000.0 / meta["duration"] if meta.get("duration") else 8.0))
+    if not gif:
+        fps = _say_what_was_read(path, len(frames), fps, meta.get("duration"))
     return torch.from_numpy(frames[..., :3].astype(np.float32) / 255).permute(3, 0, 1, 2), fps
 
 
+def _say_what_was_read(path, n, fps, duration):
+    """A note when the clip is shorter than it declares (truncated) or of variable frame rate
+    (its stream's average rate, fps, off the rate its timestamps are counted in, tbr). -> the
+    clip's rate: with a variable one, its frames over its duration."""
+    if duration and fps and n < round(duration * fps) - 1:
+        note(f"{path}: truncated? read {n} frames ({n / fps:.2f} s) of the {round(duration * fps)} "
+             f"({duration:.2f} s) it declares; going on with those")
+        return fps
+    import imageio_ffmpeg
+    head = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path],
+                          capture_output=True, text=True).stderr
+    m = re.search(r"Video:.*?([\d.]+)k? fps, ([\d.]+)(k?) tbr", head)
+    if m and abs(float(m[2]) * (1000 if m[3] else 1) - float(m[1])) > 0.01 * float(m[1]):
+        fps = n / duration if duration else fps
+        note(f"{path}: variable frame rate: its {n} frames read once each, in the order of their "
+             f"timestamps, at its average rate, {fps:.3f} fps")
+    return fps
+
+
 def write_video(path, clip, fps):
-    """mp4 (H.264, high quality) at the given fps, written atomically."""
+    """mp4 (H.264, high quality) at the given fps, written atomically. A side of odd length
+    (which 4:2:0 chroma cannot hold) is written in 4:4:4, full size."""
     import imageio.v3 as iio
-    a = (clip.clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    tmp = _tmp(path)
+    a = (_finite(path, clip).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".gif":
-        iio.imwrite(tmp, a, extension=".gif", duration=1000 / fps, loop=0)
+        def write(tmp):
+            iio.imwrite(tmp, a, extension=".gif", duration=1000 / fps, loop=0)
+
+        def check(tmp):
+            from PIL import Image
+            with Image.open(tmp) as im:
+                if getattr(im, "n_frames", 1) != len(a):
+                    raise OSError(f"reads back with {getattr(im, 'n_frames', 1)} frames of {len(a)}")
     else:
-        iio.imwrite(tmp, a, extension=ext or ".mp4", fps=fps, codec="libx264", quality=9,
-                    macro_block_size=1)
-    os.replace(tmp, path)
+        odd = {"pixelformat": "yuv444p"} if a.shape[1] % 2 or a.shape[2] % 2 else {}
+
+        def write(tmp):  # ffmpeg quiet: its failures are found by the check, and said in one line
+            iio.imwrite(tmp, a, extension=ext or ".mp4", fps=fps, codec="libx264", quality=9,
+                        macro_block_size=1, ffmpeg_log_level="quiet", **odd)
+
+        def check(tmp):
+            import imageio_ffmpeg
+            try:
+                n = imageio_ffmpeg.count_frames_and_secs(tmp)[0]
+            except RuntimeError:
+                n = 0
+            if n != len(a):
+                raise OSError(f"the encoder wrote {n} of {len(a)} frames (disk full?)")
+    atomic(path, write, check)
+
+
+def _finite(path, x):
+    if not torch.isfinite(x).all():
+        raise InputError(f"{path}: not written: the restored pixels hold NaN or Inf")
+    return x
+
+
+def atomic(path, write, check):
+    """write(tmp), check(tmp) (raises if the file is not whole), rename to path; on any failure
+    the temporary file is removed and an OSError names path."""
+    tmp = _tmp(path)
+    try:
+        write(tmp)
+        check(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, Exception) and not isinstance(e, InputError):
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
+            raise OSError(f"{path}: could not be written ({reason}); nothing was left there") from None
+        raise
 
 
 def _tmp(path):
+    """A temporary name beside path, of this process and thread: two writers never share one."""
+    import threading
     base, ext = os.path.splitext(path)
-    return f"{base}.partial{os.getpid()}{ext}"
+    return f"{base}.partial{os.getpid()}-{threading.get_ident() % 100000}{ext}"
 
 
 def _pil_format(path):

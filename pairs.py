@@ -125,6 +125,12 @@ def json_list(path, task=None, any_label=False, data_root=""):
                          f"the {task} prompt on them too")
     if not out:
         raise InputError(f"{path}: no entries" + (f" for degradation {task!r}" if task else ""))
+    # every file checked now (a stat, no decode), not when first drawn hundreds of steps in
+    listed = [f for pair in out for side in pair for f in (side if isinstance(side, list) else [side])]
+    missing = [f for f in listed if not os.path.isfile(f)]
+    if missing:
+        raise InputError(f"{path}: {len(missing)} of the {len(listed)} files it lists are missing "
+                         f"(the first: {missing[0]})" + ("" if data_root else "; --data_root says where they start"))
     return out
 
 

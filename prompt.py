@@ -9,13 +9,21 @@ positions get + alpha_l P. Wan: every attn2 returns Attn(h, c) + alpha_l Attn(h,
 Forward hooks bind the attention modules' arguments by name, so keyword or position alike.
 """
 import inspect
+import math
 import os
+import pickle
 
 import torch
 from diffusers import FluxTransformer2DModel, WanTransformer3DModel
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+import media
+
+
+# a trained prompt's values are of order 1 to 10; far beyond, the attention overflows (a black output)
+MAX_ABS = 1e3
 
 
 class Prompt(nn.Module):
@@ -42,11 +50,12 @@ def save(prompt, path):
     """safetensors with the settings in its metadata, written atomically."""
     k, d, g = prompt.shape
     meta = dict(prompt.meta, format="residual-prompt", tokens=str(k), dim=str(d), gates=str(g))
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file({"bank": prompt.bank.detach().float().cpu().contiguous(),
-               "gates": prompt.gates.detach().float().cpu().contiguous()}, tmp, metadata=meta)
-    os.chmod(tmp, 0o644)  # safetensors writes 0600; a shipped prompt must be readable by all
-    os.replace(tmp, path)
+
+    def write(tmp):
+        save_file({"bank": prompt.bank.detach().float().cpu().contiguous(),
+                   "gates": prompt.gates.detach().float().cpu().contiguous()}, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # safetensors writes 0600; a shipped prompt must be readable by all
+    media.atomic(str(path), write, load_file)  # re-read before the rename: a full disk fails there
 
 
 def load(path):
@@ -55,7 +64,7 @@ def load(path):
         raise ValueError(f"prompt file not found: {path}")
     try:
         if str(path).endswith(".pt"):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = torch.load(path, map_location="cpu", weights_only=True)  # never runs code in the file
             bank = raw["deep_prompt_bank"]["prompts"].float()
             gates = torch.stack([torch.as_tensor(a).float().reshape(()) for a in raw["alphas"]])
             task = os.path.basename(path)[:-3].split("_", 1)[-1]
@@ -69,13 +78,27 @@ def load(path):
             meta.pop("format", None)
             for key in ("tokens", "dim", "gates"):
                 meta.pop(key, None)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: holds pickled Python objects besides tensors; refused (nothing in it "
+                         f"was run)") from None
     except (KeyError, TypeError, RuntimeError, SafetensorError, OSError, EOFError) as e:
-        raise ValueError(f"{path} is not a prompt file ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path} is not a prompt file ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     if bank.ndim != 3 or bank.shape[0] != 1 or gates.ndim != 1:
         raise ValueError(f"{path}: prompt bank must be [1, K, D] and gates [L], "
                          f"got {list(bank.shape)} and {list(gates.shape)}")
     if not (torch.isfinite(bank).all() and torch.isfinite(gates).all()):
         raise ValueError(f"{path}: prompt holds NaN or Inf values; refusing to use it")
+    big = max(bank.abs().max().item(), gates.abs().max().item())
+    if big > MAX_ABS:
+        raise ValueError(f"{path}: prompt holds values up to {big:.3g}, where a trained prompt's stay far "
+                         f"below {MAX_ABS:g}; refusing to use it")
+    if "t0" in meta:
+        try:
+            t0 = float(meta["t0"])
+        except ValueError:
+            t0 = math.nan
+        if not 0 < t0 < 1:
+            raise ValueError(f"{path}: its metadata gives t0={meta['t0']}; T0 must lie in (0, 1)")
     p = Prompt(bank.shape[1], bank.shape[2], gates.numel(), **meta)
     with torch.no_grad():
         p.bank.copy_(bank)

@@ -9,10 +9,12 @@
 A task is a name (prompts/<backbone>/<task>.safetensors; with --paper the paper-form one in
 prompts/<backbone>/paper/ where the shipped one is not) or a prompt file (ours or the authors' .pt).
 Several tasks are mixed: their velocities averaged in one sampler run at one T0. Any size (tiles.py).
-Without --paper, extensions.py applies. PNG, or mp4 at the input's fps; never over an input.
+Without --paper, extensions.py applies. PNG, or mp4 at the input's (average) fps; never over an input
+or another output.
 """
 import os
 import sys
+import tempfile
 
 import torch
 import torch.nn.functional as F
@@ -226,14 +228,47 @@ def collect_inputs(paths, video=False):
     return items
 
 
-def output_path(src, kind, suffix, many, out=""):
+def output_path(src, kind, suffix, many, out="", tag=False):
+    """Where src's restoration goes; tag: the input's extension in the name too (photo_jpg_...)."""
     ext = ".mp4" if kind in ("video", "frames") else ".png"
-    base = os.path.splitext(os.path.basename(os.path.normpath(src)))[0] + suffix + ext
+    stem, own = os.path.splitext(os.path.basename(os.path.normpath(src)))
+    base = stem + (f"_{own[1:]}" if tag and own else "") + suffix + ext
     if not out:
         return os.path.join(os.path.dirname(os.path.normpath(src)) or ".", base)
     if many or os.path.isdir(out) or out.endswith(os.sep):
         return os.path.join(out, base)
     return out
+
+
+def distinct(plan, suffix, many, out):
+    """Outputs two inputs would share (photo.jpg and photo.png) get the input's extension in their
+    name; one still shared (x/haze.png and y/haze.png into one folder) is refused: never an overwrite."""
+    def shared(plan):
+        seen = {}
+        for s, _, o in plan:
+            seen.setdefault(os.path.realpath(o), []).append(s)
+        return {k: v for k, v in seen.items() if len(v) > 1}
+    twice = shared(plan)
+    plan = [(s, kind, output_path(s, kind, suffix, many, out, tag=True) if os.path.realpath(o) in twice else o)
+            for s, kind, o in plan]
+    for o, srcs in shared(plan).items():
+        fail(f"{srcs[0]} and {srcs[1]} would both be restored to {o}; restore them in separate runs "
+             f"(or into separate --out folders)")
+    return plan
+
+
+def writable(folders):
+    """Refuse, before any work, an output folder that cannot be made or written to."""
+    for folder in sorted(folders):
+        probe = folder
+        while not os.path.exists(probe):  # the nearest folder that exists: makedirs starts there
+            probe = os.path.dirname(os.path.abspath(probe))
+        if not os.path.isdir(probe):
+            fail(f"cannot write to {folder}: {probe} is a file, not a folder")
+        try:
+            tempfile.TemporaryFile(dir=probe).close()
+        except OSError as e:
+            fail(f"cannot write to {folder}: {e.strerror or e}")
 
 
 def main(paths):
@@ -243,6 +278,12 @@ def main(paths):
         fail("no task given: --tasks=haze (or several: --tasks=rain,snow)")
     if paper and max(keep_detail, decoded_above, min_change) >= 0:
         fail("--keep_detail, --decoded_above and --min_change are extensions; --paper decodes the latent as it is")
+    if steps < 1 or chunk < 1:
+        fail(f"--steps={steps} and --chunk={chunk} must be at least 1")
+    if t0 != 0 and not 0 < t0 < 1:
+        fail(f"--t0={t0}: T0 must lie in (0, 1) (0: the prompts' own)")
+    if not 0 <= fps < float("inf"):
+        fail(f"--fps={fps} must be positive (0: 8)")
     items = collect_inputs(paths, video)
     if out and not os.path.isdir(out) and len(items) > 1 and os.path.splitext(out)[1]:
         fail(f"--out={out} is a file name, but there are {len(items)} inputs; give a folder")
@@ -250,10 +291,12 @@ def main(paths):
     suffix = "_restored_" + "+".join(os.path.splitext(os.path.basename(n))[0] for n in names)
     # plan every output before any work: nothing is ever written over an input
     inputs = {os.path.realpath(s) for s, _ in items}
-    plan = [(s, kind, output_path(s, kind, suffix, len(items) > 1, out)) for s, kind in items]
+    plan = distinct([(s, kind, output_path(s, kind, suffix, len(items) > 1, out)) for s, kind in items],
+                    suffix, len(items) > 1, out)
     for s, _, o in plan:
         if os.path.realpath(o) in inputs:
             fail(f"output {o} would overwrite the input; choose another --out")
+    writable({os.path.dirname(o) or "." for _, _, o in plan})
     is_video = any(kind != "image" for _, kind, _ in plan)
     plan = plan[ddp.rank()::ddp.world()]  # torchrun: each process takes every world()-th input
     if not plan:

@@ -10,12 +10,14 @@ cropped and degraded afresh by --workers processes, encoded per batch; --cache_l
 a pool encoded once), t and eps, the construction's state, the backbone's clean estimate
 x0_hat = z_t - sigma v under the prompt, ||x0_hat - z_clean||^2. Writes <out>/<task>.safetensors
 (what sample.py takes), <out>/<task>.ckpt.pt (--resume continues it exactly) and <out>/<task>_val.png
-(degraded | restored | clean). Micro-batch slot j (over ranks and --accum) takes its pairs and draws
-from its own seeded stream, so N processes compute what one with --accum=N does.
+(degraded | restored | clean), holding <out>/train.lock meanwhile. Micro-batch slot j (over ranks
+and --accum) takes its pairs and draws from its own seeded stream, so N processes compute what one
+with --accum=N does.
 """
 import contextlib
 import math
 import os
+import pickle
 import sys
 import time
 import zlib
@@ -64,6 +66,7 @@ generate_count = 32  # --data=generate: clean images drawn by the backbone's own
 captions = ""        # --data=generate: a text file of captions, one a line (default: the training photos' captions, photos.py)
 out = ""             # output folder (default runs/<backbone>-<task>-<bridge>)
 resume = False       # continue from <out>/<task>.ckpt.pt
+force = False        # --resume: continue even where the checkpoint's settings differ from this run's
 grad_ckpt = False    # gradient checkpointing in the backbone (less memory, more time)
 low_memory = False   # the frozen transformer in 8 bits (lowbits.LOW_MEMORY) and grad_ckpt: FLUX on one 24 GB GPU
 attention = "auto"   # attention kernels when training: auto (flash,efficient on CUDA), torch, or a list (flash,math)
@@ -167,6 +170,55 @@ def validate(bb, p, zd, seed, bridge_name, t0):
     return ((bb.decode(z) + 1) / 2).clamp(0, 1)
 
 
+# the settings a checkpoint records and --resume compares: flag -> this run's value (set in main)
+RESUMED = ("task", "bridge", "t0", "backbone", "seed", "data", "size", "frames", "batch", "lr", "coarse", "gain")
+
+
+def load_checkpoint(path):
+    """A checkpoint's state, or one line naming the file: never running code in it."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        fail(f"{path}: holds pickled Python objects besides tensors; refused (nothing in it was run)")
+    except Exception as e:  # truncated or not a checkpoint: torch raises several types
+        fail(f"{path}: not a readable checkpoint, truncated? ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
+             f"delete it to start afresh")
+    if not isinstance(ck, dict) or not {"prompt", "optimizer", "rng", "step", "log", "config"} <= set(ck):
+        fail(f"{path}: not a train.py checkpoint")
+    return ck
+
+
+def differences(saved, now):
+    """'--flag=now (the checkpoint: saved)' for each setting both record and that differs."""
+    return [f"--{k}={now[k]} (the checkpoint: {saved[k]})" for k in RESUMED if k in saved and saved[k] != now[k]]
+
+
+_LOCK = {}  # this process's lock file descriptor
+
+
+def lock(folder):
+    """One trainer per output folder: an exclusive lock on <folder>/train.lock, held until the
+    training ends (the kernel drops it when the process ends, even on a crash); a second run is
+    refused in one line."""
+    import fcntl
+    unlock()  # a process runs one training at a time (tests call main again)
+    fd = os.open(os.path.join(folder, "train.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        fail(f"{folder} is in use by another train.py (process {pid or '?'}); wait for it to end or give another --out")
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _LOCK["fd"] = fd
+
+
+def unlock():
+    if "fd" in _LOCK:
+        os.close(_LOCK.pop("fd"))
+
+
 def main():
     degrade.check(task)  # before anything is loaded or written
     bridge.check(bridge_name)
@@ -179,6 +231,10 @@ def main():
         fail(f"--workers={workers} must be at least 0 (0: read the data in this process)")
     if gain < 0:
         fail(f"--gain={gain} must be positive (0: the backbone's)")
+    if steps < 1 or val_every < 1:
+        fail(f"--steps={steps} and --val_every={val_every} must be at least 1")
+    if t0 != 0 and not 0 < t0 < 1:
+        fail(f"--t0={t0}: T0 must lie in (0, 1) (0: the backbone's)")
     if paper and (coarse > 0 or gain):
         fail("--coarse and --gain are extensions; --paper trains the paper's prompt form")
     if threads:
@@ -208,7 +264,17 @@ def main():
         fail(f"--out={out_} is a file; train.py writes a folder")
     if lead:
         os.makedirs(out_, exist_ok=True)
+        lock(out_)  # also finds an unwritable --out before any work
     ckpt_path = os.path.join(out_, f"{task}.ckpt.pt")
+    settings = dict(task=task, bridge=bridge_name, t0=t0_, backbone=bb.name, seed=seed, data=data_source,
+                    size=size_, frames=frames_, batch=batch_, lr=lr_, coarse=coarse_, gain=gain_)
+    ck = load_checkpoint(ckpt_path) if resume and os.path.isfile(ckpt_path) else None  # checked before any work
+    changed = differences(ck["config"], settings) if ck else []
+    if changed and not force:
+        fail(f"{ckpt_path} was trained otherwise: {', '.join(changed)}; resume with its settings, "
+             f"or pass --force to go on under these")
+    if changed:
+        say(f"--force: resuming under other settings than the checkpoint's: {', '.join(changed)}")
 
     # ----- data: deterministic in the seed, so --resume and every rank see the same. Streamed:
     # each micro-batch read, cropped, degraded and encoded when its turn comes (dataset.py); or
@@ -246,8 +312,7 @@ def main():
     slots = range(ddp.rank() * accum, (ddp.rank() + 1) * accum)  # this rank's micro-batches
     gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in slots]
     start, log = 0, []
-    if resume and os.path.isfile(ckpt_path):
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ck is not None:
         states = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
         if len(states) != ddp.world() * accum:
             fail(f"{ckpt_path} was made with {len(states)} micro-batches per step (processes x --accum); "
@@ -272,11 +337,10 @@ def main():
 
     def save_ckpt(step, states):
         state = dict(prompt=p.state_dict(), optimizer=opt.state_dict(), rng=states, step=step,
-                     log=log, config=dict(task=task, bridge=bridge_name, t0=t0_, backbone=bb.name, seed=seed,
-                                             cache_latents=cache_latents))
-        tmp = ckpt_path + ".tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt_path)
+                     log=log, config=dict(settings, cache_latents=cache_latents))
+        # re-read before the rename: a full disk fails here, not at the next --resume
+        media.atomic(ckpt_path, lambda tmp: torch.save(state, tmp),
+                     lambda tmp: torch.load(tmp, map_location="cpu", weights_only=True))
         prompt_lib.save(p, os.path.join(out_, f"{task}.safetensors"))
 
     kernels = attention_kernels(bb.device, attention)
@@ -310,6 +374,7 @@ def main():
         say(f"nothing to do: the checkpoint is already at step {start} of {steps}")
     say(f"prompt written to {os.path.join(out_, task + '.safetensors')} "
         f"({time.time() - t_start:.0f} s); use it: python sample.py IN --tasks={os.path.join(out_, task + '.safetensors')}")
+    unlock()
     ddp.finish()
 
 

@@ -53,6 +53,8 @@ def test_labels_map_to_tasks_whatever_the_case(published, monkeypatch):
 
 def test_a_list_with_no_entry_for_the_task_and_unknown_labels_are_errors(tmp_path):
     path = tmp_path / "l.json"
+    (tmp_path / "a.png").write_bytes(b"")  # a list's files must exist (a stat; nothing is read here)
+    (tmp_path / "b.png").write_bytes(b"")
     path.write_text(json.dumps([dict(image_path="a.png", target_path="b.png", degradation="RAIN")]))
     assert len(pairs.json_list(str(path), "rain")) == 1  # any case
     with pytest.raises(media.InputError, match="no entries for degradation 'haze'"):
