@@ -51,14 +51,18 @@ def test_held_out_photos_never_in_training_sources(monkeypatch):
 
 @pytest.mark.skipif(not os.path.isdir(backbones.TINY["tiny-flux"]), reason="shipped weights absent")
 def test_shipped_weights_size_and_layout():
-    # what a clone carries (git's view: ignored checkpoints and sheets left out): the backbones and
-    # their prompts at most 30 MB, the supervised baselines (fp16 U-Nets) at most 10 MB more
+    # what a clone carries (git's view: ignored checkpoints and sheets left out): the photo and clip
+    # backbones and their prompts at most 30 MB, the supervised baselines (fp16 U-Nets) at most 10 MB
+    # more, the shapes world (fp16 weights and its prompts) at most 8 MB more
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "weights", "prompts"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     size = lambda fs: sum(os.path.getsize(os.path.join(ROOT, f)) for f in fs)  # noqa: E731
     base = [f for f in files if "/baselines/" in f]
-    assert size(set(files) - set(base)) <= 30 * 2**20, f"{size(set(files) - set(base)) / 2**20:.1f} MB"
+    world = [f for f in files if "/tiny-shapes/" in f]
+    rest = set(files) - set(base) - set(world)
+    assert size(rest) <= 30 * 2**20, f"{size(rest) / 2**20:.1f} MB"
     assert size(base) <= 10 * 2**20, f"{size(base) / 2**20:.1f} MB"
+    assert size(world) <= 8 * 2**20, f"{size(world) / 2**20:.1f} MB"
     bb = backbones.load(device="cpu")
     assert bb.name == "tiny-flux" and not any(p.requires_grad for p in bb.transformer.parameters())
     x = torch.rand(1, 3, 32, 32)
