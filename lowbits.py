@@ -151,7 +151,7 @@ def stored_bytes(tf):
         st = getattr(q, "quant_state", None)
         while st is not None:
             tensors += [t for t in (st.absmax, st.code) if t is not None]
-            st = st.state2
+            st = getattr(st, "state2", None)
     for m in tf.modules():
         if getattr(m, "SCB", None) is not None:
             tensors.append(m.SCB)
