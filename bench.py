@@ -314,60 +314,69 @@ def planned_report(kind):
 
 # ------------------------------------------------------------------ --gpu: one command for a GPU
 
-def peak_of(fn, bb, dev):
-    """Bytes held at fn's peak: the GPU's max_memory_allocated; on the CPU the weights plus the
-    allocator's peak above its level at the start (torch.profiler's records)."""
+def timed_peak(fn, n, bb, dev):
+    """(median seconds of n runs, bytes held at fn's peak): the GPU's max_memory_allocated over the
+    runs; on the CPU the weights plus the allocator's peak above its level at the start of one more
+    run (torch.profiler's records)."""
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-        fn()
-        return torch.cuda.max_memory_allocated(dev)
+        return timed(fn, n, dev), torch.cuda.max_memory_allocated(dev)
     held = lowbits.stored_bytes(bb.transformer) + sum(q.numel() * q.element_size() for q in bb.vae.parameters())
-    return held + planner.cpu_peak(fn)[1]
+    return timed(fn, n, dev), held + planner.cpu_peak(fn)[1]
 
 
 def measure_rows(kind, dev, n, steps):
     """planned_rows(kind) each measured on `dev` with random weights: (name, planned, measured
-    peak bytes, seconds, ratio, what the ratio is, target)."""
+    peak bytes, seconds, ratio, what the ratio is, target); a row out of GPU memory says so (None)."""
     half = dev.type == "cuda"
     planned = planned_rows(kind, torch.bfloat16 if half else torch.float32, None if half else "fp32", offload=half)
     g, out, bbs = torch.Generator().manual_seed(0), [], {}
     for job, storage, ckpt, b, (h, w, f), parts in planned:
-        if storage not in bbs:
+        name = row_name(kind, job, storage, ckpt, b, (h, w, f))
+        try:
+            out.append((name, parts["peak"]) + measure_row(kind, job, storage, ckpt, b, (h, w, f), dev, n, steps, bbs, g))
+        except torch.OutOfMemoryError:
             bbs.clear()
-            if half:
-                torch.cuda.empty_cache()
-            bbs[storage] = backbones.random_backbone(kind, dev, storage=storage)
-        bb = bbs[storage]
-        bb.transformer.disable_gradient_checkpointing()
-        if ckpt:
-            bb.transformer.enable_gradient_checkpointing()
-        p = bb.new_prompt(task="t")
-        if job == "train":
-            px = torch.randint(0, 256, (b, 3, f, h, w) if bb.video else (b, 3, h, w), dtype=torch.uint8, generator=g)
-            opt, kernels = torch.optim.AdamW(p.parameters(), lr=1e-4), train.attention_kernels(dev)
-            step = lambda: train.step_on(bb, p, opt, [train.encode_batch(bb, px, px)], [g], "ebr", bb.t0, kernels)  # noqa: E731
-            z = train.encode_batch(bb, px, px)[0]
-            with torch.no_grad(), sdpa_kernel(kernels) if kernels else contextlib.nullcontext():
-                fwd = timed(lambda: bb.velocity(z, torch.full((b,), 0.3, device=dev), [p]), n, dev)
-            secs = timed(step, n, dev)
-            out.append((row_name(kind, job, storage, ckpt, b, (h, w, f)), parts["peak"], peak_of(step, bb, dev), secs,
-                        secs / fwd, "step / forward", "<= 2.5"))
-        else:
-            x = torch.rand((3, f, h, w) if bb.video else (3, h, w), generator=g)
-            y = sample.to_latents(bb, x)
-            sizes, _, boxes = tiles.layout(y.shape[2:], sample.tile_sizes(bb, y.shape))
-            zt = torch.randn((len(boxes), y.shape[1]) + tuple(sizes), generator=g).to(dev)
-            with torch.no_grad():
-                one = timed(lambda: bb.velocity(zt, torch.full((len(boxes),), 0.3, device=dev), [p]), n, dev)
-                alone = timed(lambda: sample.sample_latents(bb, y, [p], "ebr", bb.t0, steps=steps, progress=False), n, dev)
-                restore = lambda: sample.restore(bb, x, [p], "ebr", bb.t0, steps=steps, progress=False)  # noqa: E731
-                secs = timed(restore, max(1, n // 2), dev)
-                out.append((row_name(kind, job, storage, ckpt, b, (h, w, f)), parts["peak"], peak_of(restore, bb, dev),
-                            secs, alone / (steps * one), f"sampler / ({steps} calls on {len(boxes)} tiles)", "<= 1.15"))
-        print(f"  {out[-1][0]:<56} planned {out[-1][1] / 2**30:6.2f} GiB, measured {out[-1][2] / 2**30:6.2f} GiB, "
-              f"{out[-1][3]:.2f} s, {out[-1][5]} {out[-1][4]:.2f}", flush=True)
+            torch.cuda.empty_cache()
+            out.append((name, parts["peak"], None, None, None, "out of GPU memory", ""))
+        r = out[-1]
+        meas = f"measured {r[2] / 2**30:6.2f} GiB, {r[3]:.2f} s, {r[5]} {r[4]:.2f}" if r[2] is not None else r[5]
+        print(f"  {name:<56} planned {r[1] / 2**30:6.2f} GiB, {meas}", flush=True)
     return out
+
+
+def measure_row(kind, job, storage, ckpt, b, size, dev, n, steps, bbs, g):
+    """(peak bytes, seconds, ratio, what the ratio is, target) of one row of planned_rows."""
+    h, w, f = size
+    if storage not in bbs:  # one storage's backbone at a time
+        bbs.clear()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        bbs[storage] = backbones.random_backbone(kind, dev, storage=storage)
+    bb = bbs[storage]
+    bb.transformer.disable_gradient_checkpointing()
+    if ckpt:
+        bb.transformer.enable_gradient_checkpointing()
+    p = bb.new_prompt(task="t")
+    if job == "train":
+        px = torch.randint(0, 256, (b, 3, f, h, w) if bb.video else (b, 3, h, w), dtype=torch.uint8, generator=g)
+        opt, kernels = torch.optim.AdamW(p.parameters(), lr=1e-4), train.attention_kernels(dev)
+        step = lambda: train.step_on(bb, p, opt, [train.encode_batch(bb, px, px)], [g], "ebr", bb.t0, kernels)  # noqa: E731
+        z = train.encode_batch(bb, px, px)[0]
+        with torch.no_grad(), sdpa_kernel(kernels) if kernels else contextlib.nullcontext():
+            fwd = timed(lambda: bb.velocity(z, torch.full((b,), 0.3, device=dev), [p]), n, dev)
+        secs, peak = timed_peak(step, n, bb, dev)
+        return peak, secs, secs / fwd, "step (with encoding) / forward", "<= 2.5"
+    x = torch.rand((3, f, h, w) if bb.video else (3, h, w), generator=g)
+    y = sample.to_latents(bb, x)
+    sizes, _, boxes = tiles.layout(y.shape[2:], sample.tile_sizes(bb, y.shape))
+    zt = torch.randn((len(boxes), y.shape[1]) + tuple(sizes), generator=g).to(dev)
+    with torch.no_grad():
+        one = timed(lambda: bb.velocity(zt, torch.full((len(boxes),), 0.3, device=dev), [p]), n, dev)
+        alone = timed(lambda: sample.sample_latents(bb, y, [p], "ebr", bb.t0, steps=steps, progress=False), 1, dev)
+        secs, peak = timed_peak(lambda: sample.restore(bb, x, [p], "ebr", bb.t0, steps=steps, progress=False), 1, bb, dev)
+    return peak, secs, alone / (steps * one), f"sampler / ({steps} calls on {len(boxes)} tiles)", "<= 1.15"
 
 
 def main_gpu():
@@ -384,7 +393,7 @@ def main_gpu():
     dev = torch.device("cpu" if dry else "cuda")
     torch.set_num_threads(threads)
     kinds = ("tiny-flux", "tiny-wan") if dry else ("flux", "wan")
-    n, sampler_steps = (1, 2) if dry else (repeats, steps)
+    n, sampler_steps = (1, 2) if dry else (min(repeats, 2), steps)  # within 8 minutes on one GPU
     if dry:  # small sizes: the path end to end in a few minutes
         for k in kinds:
             backbones.SETTINGS[k] = dict(backbones.SETTINGS[k], train_size=16, tile=16, train_frames=5, window=5, train_batch=2)
@@ -401,7 +410,10 @@ def main_gpu():
              + ("torch.cuda.max_memory_allocated." if not dry else "weights + the CPU allocator's peak."), "",
              "| backbone | what | planned peak | measured peak | time (s) | ratio | target |", "|---|---|---|---|---|---|---|"]
     for kind, name, planned, peak, secs, ratio, what, target in rows:
-        lines.append(f"| {kind} | {name} | {gib(planned)} | {gib(peak)} | {secs:.2f} | {what}: {ratio:.2f} | {target} |")
+        if peak is None:
+            lines.append(f"| {kind} | {name} | {gib(planned)} | {what} | - | - | {target} |")
+        else:
+            lines.append(f"| {kind} | {name} | {gib(planned)} | {gib(peak)} | {secs:.2f} | {what}: {ratio:.2f} | {target} |")
     text = open(results).read() if os.path.isfile(results) else ""
     head = f"## One GPU: `bench.py --gpu`{' --dry' if dry else ''}"
     if head in text:  # the section replaced, up to the next one
