@@ -66,13 +66,11 @@ def test_the_cached_pool_is_made_and_encoded_pair_by_pair(flux_bb, clean_folder,
         most[0] = max(most[0], len(alive))
         return pair
     monkeypatch.setattr(pairs, "draw", counted)
-    made = pairs.iter_pairs(clean_folder, "haze", 12, 16, 1, torch.Generator().manual_seed(0))
+    made = pairs.iter_pairs(clean_folder, "haze", 6, 16, 1, torch.Generator().manual_seed(0))
     zd, zc = train.encode_pairs(flux_bb, made, "encode")
-    assert zd.shape == zc.shape == (12,) + flux_bb.latent_shape(16, 16)
-    assert most[0] <= 4  # the pair in hand and the one before it, never the 12 (train.py takes the pool this way)
-    again = pairs.make_pairs(clean_folder, "haze", 12, 16, 1, torch.Generator().manual_seed(0))
-    assert torch.equal(again[5][0], list(pairs.iter_pairs(clean_folder, "haze", 12, 16, 1,
-                                                          torch.Generator().manual_seed(0)))[5][0])
+    assert zd.shape == zc.shape == (6,) + flux_bb.latent_shape(16, 16)
+    assert most[0] <= 4  # the pair in hand and the one before it, never the 6 (train.py takes the pool this way)
+    again = pairs.make_pairs(clean_folder, "haze", 2, 16, 1, torch.Generator().manual_seed(0))
     kept = []
     train.encode_pairs(flux_bb, again[:2], "encode", kept)
     assert kept[0][0].dtype == torch.uint8 and torch.equal(kept[0][0], dataset.to_uint8(again[0][0]))
