@@ -12,6 +12,9 @@ with and without gradient checkpointing, restore end to end and the sampler alon
 fp32 and bf16, tiles or windows, mixing. Without a GPU --arch=flux|wan says so and exits 2.
 --arch=... --low_memory: the transformer's stored bytes (from its shapes, every storage), then on a
 GPU (or for tiny-* anywhere) training and restoring in low memory beside bf16 with checkpointing.
+--arch=... --plan: the planned peak memory of training and restoring (plan.py), no GPU needed.
+--gpu: FLUX and Wan at the defaults and with --low_memory, planned beside measured, one table into
+docs/RESULTS.md; --gpu --dry: the same on the tiny architectures at 16 px on the CPU.
 """
 import contextlib
 import copy
