@@ -12,7 +12,7 @@ The transformer is bf16 on GPU and fp32 on CPU; the VAE likewise unless vae_dtyp
 import json
 import os
 
-from lowbits import offloaded, store  # first: it quiets bitsandbytes, which diffusers imports if installed
+from lowbits import load_stored, offloaded, store  # first: it quiets bitsandbytes, which diffusers imports if installed
 
 import diffusers
 import torch
@@ -36,9 +36,9 @@ CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were
 # batch; the tile restored at once (px, a side or (height, width); bigger inputs go in overlapping
 # tiles) and the video window (frames); the learning rate; T0, the bridge's start noise; the VAE's
 # precision ("": bf16 on GPU) and whether diffusers' VAE tiling takes inputs larger than its tile.
-# FLUX restores in tiles of its training size: the state a sigma names depends on the resolution,
-# so T0 then means in sampling what it meant in training. Wan works at the authors' 480 x 832 x 33
-# and keeps its VAE in fp32 as they do. The tiny ones: the sizes they were pre-trained on; lr 5e-3
+# Every kind restores in tiles of its training size: the state a sigma names depends on the
+# resolution (tokens), so T0 then means in sampling what it meant in training; a 480 x 832 Wan clip
+# goes in two 480 px tiles. Wan's windows are its 33 training frames, its VAE fp32 as the authors keep it. The tiny ones: the sizes they were pre-trained on; lr 5e-3
 # for thousands of steps, not 20k-40k; T0 as notebook 02 chose it for the paper-form prompt.
 # data and heldout: what train.py learns from and eval.py scores on unless --data says otherwise
 # (tiny-shapes: its own world's training images and test split, shapes.py).
@@ -46,7 +46,7 @@ CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were
 SETTINGS = {
     "flux": dict(train_size=512, train_frames=1, train_batch=2, tile=512, window=1, train_lr=5e-4, t0=0.4,
                  vae_dtype="", vae_tiling=True, data="photos", heldout="heldout"),
-    "wan": dict(train_size=480, train_frames=33, train_batch=2, tile=(480, 832), window=33, train_lr=5e-4, t0=0.4,
+    "wan": dict(train_size=480, train_frames=33, train_batch=2, tile=480, window=33, train_lr=5e-4, t0=0.4,
                 vae_dtype="fp32", vae_tiling=True, data="photos", heldout="heldout"),
     "tiny-flux": dict(train_size=128, train_frames=1, train_batch=4, tile=128, window=1, train_lr=5e-3, t0=0.2,
                       vae_dtype="", vae_tiling=False, data="photos", heldout="heldout"),
@@ -327,6 +327,18 @@ def _pretrained(cls, where, sub, **kw):
                            f"folder: --backbone /path/to/folder") from None
 
 
+def _subfolder(where, sub):
+    """The local folder of a model's part: in a local folder, or the hub's files fetched to its cache."""
+    if os.path.isdir(where):
+        return os.path.join(where, sub)
+    try:
+        import huggingface_hub
+        return os.path.join(huggingface_hub.snapshot_download(where, allow_patterns=[f"{sub}/*"]), sub)
+    except Exception as e:  # offline, unknown id, no access: the hub raises many types
+        raise RuntimeError(f"could not load {sub} of {where} ({str(e).splitlines()[0][:160]}). With no hub access, "
+                           f"download the model elsewhere and pass its local folder: --backbone /path/to/folder") from None
+
+
 def dtypes(device, vae_dtype=None):
     """(transformer dtype, VAE dtype) on a device: bf16 on GPU, fp32 elsewhere; vae_dtype
     ('bf16' or 'fp32') overrides the VAE's."""
@@ -404,9 +416,13 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storag
         text = enc = clip = None
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
-    tf = _pretrained(FluxTransformer2DModel if flux else WanTransformer3DModel, where, "transformer", torch_dtype=dtype)
-    vae = _pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype)
-    tf, vae = store(tf, storage, device) if storage else tf.to(device), offloaded(vae, device, storage)
+    tf_cls = FluxTransformer2DModel if flux else WanTransformer3DModel
+    if storage:  # stored as it loads, tensor by tensor: the host never holds the 16-bit transformer
+        tf = load_stored(tf_cls, _subfolder(where, "transformer"), storage, device, dtype)
+    else:
+        tf = _pretrained(tf_cls, where, "transformer", torch_dtype=dtype).to(device)
+    vae = offloaded(_pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype),
+                    device, storage)
     if flux:
         bb = FluxBackbone(name, tf, vae, context, pooled, device, dtype)
     else:

@@ -12,6 +12,9 @@ with and without gradient checkpointing, restore end to end and the sampler alon
 fp32 and bf16, tiles or windows, mixing. Without a GPU --arch=flux|wan says so and exits 2.
 --arch=... --low_memory: the transformer's stored bytes (from its shapes, every storage), then on a
 GPU (or for tiny-* anywhere) training and restoring in low memory beside bf16 with checkpointing.
+--arch=... --plan: the planned peak memory of training and restoring (plan.py), no GPU needed.
+--gpu: FLUX and Wan at the defaults and with --low_memory, planned beside measured, one table into
+docs/RESULTS.md; --gpu --dry: the same on the tiny architectures at 16 px on the CPU.
 """
 import contextlib
 import copy
@@ -30,6 +33,7 @@ import lowbits
 import media
 import pairs
 import photos
+import plan as planner
 import sample
 import tiles
 import train
@@ -46,6 +50,10 @@ steps = bridge.STEPS  # sampler grid points = backbone calls per prompt
 threads = 2       # torch CPU threads
 device = ""       # with --arch: where to build it (default cuda; tiny-* also run on cpu)
 low_memory = False  # with --arch: the transformer stored in fewer bits (lowbits.LOW_MEMORY) beside bf16 + grad ckpt; flux|wan without a GPU: stored bytes only
+gpu = False       # everything the README claims for GPUs, FLUX and Wan with random weights, planned beside measured: one table into --results
+dry = False       # with --gpu: the same run on the tiny architectures at small sizes on the CPU (what the tests run)
+results = "docs/RESULTS.md"  # with --gpu: the file whose "One GPU" section gets the table
+plan = False      # with --arch: the planned peak memory of training and restoring, from shapes on the meta device (no GPU needed)
 
 
 def sync(dev):
@@ -145,13 +153,15 @@ def main_arch():
     known = list(backbones.ARCH) + list(backbones.TINY)
     if arch not in known:
         fail(f"--arch={arch}: choose one of {', '.join(known)}")
+    if plan:
+        return planned_report(arch)
     cuda = torch.cuda.is_available()
     dev = torch.device(device or ("cuda" if cuda or arch in backbones.ARCH else "cpu"))
     if low_memory:
         return main_low_memory(dev)
     if dev.type == "cuda" and not cuda:
         fail(f"bench.py --arch={arch} needs a CUDA GPU and torch sees none (torch.cuda.is_available() is "
-             f"False); python bench.py measures the tiny default on the CPU")
+             f"False); --plan gives its planned memory without one; python bench.py measures the tiny default on the CPU")
     if arch in backbones.ARCH and dev.type != "cuda":
         fail(f"bench.py --arch={arch} builds the real architecture on a GPU, not on {dev}")
     torch.set_num_threads(threads)
@@ -253,6 +263,175 @@ def main_arch():
     return rows
 
 
+# ------------------------------------------------------------------ --arch --plan: memory before a GPU
+
+# what the README's GPU rows restore: FLUX a 1024 x 1024 photo (nine tiles), Wan a 33 x 480 x 832
+# clip (two tiles); the tiny ones twice their tile
+RESTORE = {"flux": (1024, 1024, 1), "wan": (480, 832, 33)}
+
+
+def restore_size(kind):
+    s = backbones.SETTINGS[kind]
+    return RESTORE.get(kind, (2 * s["tile"], 2 * s["tile"], s["window"]))
+
+
+def planned_rows(kind, dtype=torch.bfloat16, vae_dtype=None, offload=True):
+    """[(job, storage, ckpt, batch, (h, w, frames), planned parts)]: training at the training size
+    at the defaults (with and without checkpointing) and with --low_memory (float8 and
+    checkpointing; batch 2 and 1), restoring at restore_size in bf16 and with --low_memory (NF4)."""
+    s = backbones.SETTINGS[kind]
+    f = s["train_frames"] if kind.endswith("wan") else 1
+    h, w, fr = restore_size(kind)
+    low_t, low_r = lowbits.low_memory(True, True), lowbits.low_memory(True)
+    rows = []
+    for storage, ckpt, b in (("", False, s["train_batch"]), ("", True, s["train_batch"]), (low_t, True, s["train_batch"]),
+                             (low_t, True, 1)):
+        parts = planner.training(kind, s["train_size"], f, b, storage, ckpt, dtype, vae_dtype, offload)
+        rows.append(("train", storage, ckpt, b, (s["train_size"], s["train_size"], f), parts))
+    for storage in ("", low_r):
+        parts = planner.restoring(kind, h, w, fr, storage, dtype, vae_dtype, offload=offload)
+        rows.append(("restore", storage, False, 1, (h, w, fr), parts))
+    return rows
+
+
+def row_name(kind, job, storage, ckpt, b, size):
+    h, w, f = size
+    px = f"{f}x{h}x{w}" if kind.endswith("wan") else f"{h}x{w}"
+    how = ("--low_memory (" + storage + (" + grad ckpt)" if job == "train" else ")")) if storage else \
+        ("defaults" + (" + grad ckpt" if ckpt else ""))
+    return f"{job} {px}, batch {b}, {how}"
+
+
+def planned_report(kind):
+    """The planned peaks, printed: weights (transformer as stored, VAE), the run above them, and the peak."""
+    print(f"planned memory of {kind} on one GPU (GiB), from shapes on the meta device: the tensors torch "
+          f"allocates, as torch.cuda.max_memory_allocated counts them (the CUDA context and kernels' workspaces aside)")
+    print(f"  {'what':<56} {'transformer':>11} {'VAE':>6} {'run':>6} {'peak':>6}")
+    rows = planned_rows(kind)
+    for job, storage, ckpt, b, size, p in rows:
+        run = max(p["encode"], p["step"]) if job == "train" else p["run"]
+        print(f"  {row_name(kind, job, storage, ckpt, b, size):<56} {p['transformer'] / 2**30:11.2f} "
+              f"{p['vae'] / 2**30:6.2f} {run / 2**30:6.2f} {p['peak'] / 2**30:6.2f}", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------ --gpu: one command for a GPU
+
+def timed_peak(fn, n, bb, dev):
+    """(median seconds of n runs, bytes held at fn's peak): the GPU's max_memory_allocated over the
+    runs; on the CPU the weights plus the allocator's peak above its level at the start of one more
+    run (torch.profiler's records)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        return timed(fn, n, dev), torch.cuda.max_memory_allocated(dev)
+    held = lowbits.stored_bytes(bb.transformer) + sum(q.numel() * q.element_size() for q in bb.vae.parameters())
+    return timed(fn, n, dev), held + planner.cpu_peak(fn)[1]
+
+
+def measure_rows(kind, dev, n, steps):
+    """planned_rows(kind) each measured on `dev` with random weights: (name, planned, measured
+    peak bytes, seconds, ratio, what the ratio is, target); a row out of GPU memory says so (None)."""
+    half = dev.type == "cuda"
+    planned = planned_rows(kind, torch.bfloat16 if half else torch.float32, None if half else "fp32", offload=half)
+    g, out, bbs = torch.Generator().manual_seed(0), [], {}
+    for job, storage, ckpt, b, (h, w, f), parts in planned:
+        name = row_name(kind, job, storage, ckpt, b, (h, w, f))
+        try:
+            out.append((name, parts["peak"]) + measure_row(kind, job, storage, ckpt, b, (h, w, f), dev, n, steps, bbs, g))
+        except torch.OutOfMemoryError:
+            bbs.clear()
+            torch.cuda.empty_cache()
+            out.append((name, parts["peak"], None, None, None, "out of GPU memory", ""))
+        r = out[-1]
+        meas = f"measured {r[2] / 2**30:6.2f} GiB, {r[3]:.2f} s, {r[5]} {r[4]:.2f}" if r[2] is not None else r[5]
+        print(f"  {name:<56} planned {r[1] / 2**30:6.2f} GiB, {meas}", flush=True)
+    return out
+
+
+def measure_row(kind, job, storage, ckpt, b, size, dev, n, steps, bbs, g):
+    """(peak bytes, seconds, ratio, what the ratio is, target) of one row of planned_rows."""
+    h, w, f = size
+    if storage not in bbs:  # one storage's backbone at a time
+        bbs.clear()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        bbs[storage] = backbones.random_backbone(kind, dev, storage=storage)
+    bb = bbs[storage]
+    bb.transformer.disable_gradient_checkpointing()
+    if ckpt:
+        bb.transformer.enable_gradient_checkpointing()
+    p = bb.new_prompt(task="t")
+    if job == "train":
+        px = torch.randint(0, 256, (b, 3, f, h, w) if bb.video else (b, 3, h, w), dtype=torch.uint8, generator=g)
+        opt, kernels = torch.optim.AdamW(p.parameters(), lr=1e-4), train.attention_kernels(dev)
+        step = lambda: train.step_on(bb, p, opt, [train.encode_batch(bb, px, px)], [g], "ebr", bb.t0, kernels)  # noqa: E731
+        z = train.encode_batch(bb, px, px)[0]
+        with torch.no_grad(), sdpa_kernel(kernels) if kernels else contextlib.nullcontext():
+            fwd = timed(lambda: bb.velocity(z, torch.full((b,), 0.3, device=dev), [p]), n, dev)
+        secs, peak = timed_peak(step, n, bb, dev)
+        return peak, secs, secs / fwd, "step (with encoding) / forward", "<= 2.5"
+    x = torch.rand((3, f, h, w) if bb.video else (3, h, w), generator=g)
+    y = sample.to_latents(bb, x)
+    sizes, _, boxes = tiles.layout(y.shape[2:], sample.tile_sizes(bb, y.shape))
+    zt = torch.randn((len(boxes), y.shape[1]) + tuple(sizes), generator=g).to(dev)
+    with torch.no_grad():
+        one = timed(lambda: bb.velocity(zt, torch.full((len(boxes),), 0.3, device=dev), [p]), n, dev)
+        alone = timed(lambda: sample.sample_latents(bb, y, [p], "ebr", bb.t0, steps=steps, progress=False), 1, dev)
+        secs, peak = timed_peak(lambda: sample.restore(bb, x, [p], "ebr", bb.t0, steps=steps, progress=False), 1, bb, dev)
+    return peak, secs, alone / (steps * one), f"sampler / ({steps} calls on {len(boxes)} tiles)", "<= 1.15"
+
+
+def main_gpu():
+    """FLUX and Wan (--dry: tiny-flux and tiny-wan at 16 px on the CPU) with random weights, at the
+    defaults and with --low_memory: a few training steps, a restore of a 1024 x 1024 photo and of a
+    33 x 480 x 832 clip, each with its planned and measured peak memory, its time and ratio; one
+    table written into --results (its "One GPU" section replaced)."""
+    import datetime
+    import os
+    cuda = torch.cuda.is_available()
+    if not dry and not cuda:
+        fail("bench.py --gpu needs a CUDA GPU (torch.cuda.is_available() is False); --gpu --dry runs it on "
+             "the tiny architectures on the CPU; --arch=flux --plan gives the planned memory")
+    dev = torch.device("cpu" if dry else "cuda")
+    torch.set_num_threads(threads)
+    kinds = ("tiny-flux", "tiny-wan") if dry else ("flux", "wan")
+    n, sampler_steps = (1, 2) if dry else (min(repeats, 2), steps)  # within 8 minutes on one GPU
+    if dry:  # small sizes: the path end to end in a few minutes
+        for k in kinds:
+            backbones.SETTINGS[k] = dict(backbones.SETTINGS[k], train_size=16, tile=16, train_frames=5, window=5, train_batch=2)
+    where = "CPU (--dry)" if dry else torch.cuda.get_device_name(dev)
+    rows = []
+    for kind in kinds:
+        print(f"{kind} on {where}:", flush=True)
+        rows += [(kind,) + r for r in measure_rows(kind, dev, n, sampler_steps)]
+    gib = lambda b: f"{b / 2**30:.2f}" if b >= 2**28 else f"{b / 2**20:.1f} MiB"  # noqa: E731
+    lines = [f"## One GPU: `bench.py --gpu`{' --dry' if dry else ''}", "",
+             f"{datetime.date.today()}, `python bench.py --gpu{' --dry' if dry else ''}` on {where}, torch {torch.__version__}, "
+             f"random weights, {sampler_steps} sampler steps, median of {n}. Memory in GiB unless marked; "
+             f"planned: `plan.py` from shapes on the meta device; measured: "
+             + ("torch.cuda.max_memory_allocated." if not dry else "weights + the CPU allocator's peak."), "",
+             "| backbone | what | planned peak | measured peak | time (s) | ratio | target |", "|---|---|---|---|---|---|---|"]
+    for kind, name, planned, peak, secs, ratio, what, target in rows:
+        if peak is None:
+            lines.append(f"| {kind} | {name} | {gib(planned)} | {what} | - | - | {target} |")
+        else:
+            lines.append(f"| {kind} | {name} | {gib(planned)} | {gib(peak)} | {secs:.2f} | {what}: {ratio:.2f} | {target} |")
+    text = open(results).read() if os.path.isfile(results) else ""
+    head = f"## One GPU: `bench.py --gpu`{' --dry' if dry else ''}"
+    if head in text:  # the section replaced, up to the next one
+        start = text.index(head)
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + text[end + 1:] if end >= 0 else text[:start]
+    text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    tmp = results + ".partial"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, results)
+    print(f"table written to {results}")
+    return rows
+
+
 # ------------------------------------------------------------------ --arch --low_memory
 
 STORED = (("", "bf16 (as loaded)"), ("fp8", "fp8: diffusers' layerwise casting"), ("int8", "int8: bitsandbytes LLM.int8"),
@@ -337,4 +516,4 @@ def main_low_memory(dev):
 if __name__ == "__main__":
     parse(globals(), sys.argv[1:])
     with fail.guard():
-        main_arch() if arch else main()
+        main_gpu() if gpu else main_arch() if arch else main()

@@ -57,31 +57,89 @@ def offloaded(module, device, storage):
 def store(tf, storage, device):
     """The transformer `tf` with its linear weights stored as `storage` (fp8: diffusers' layerwise
     float8 casting, which leaves the norms' linears in 16 bits; int8, nf4: bitsandbytes), on
-    `device`. Move it there only through here: bitsandbytes quantizes as the weights move, so
-    the 16-bit weights never reach the device whole. Gradients reach the input (the prompt)."""
+    `device`. Move it there only through here: float8 is cast before the move and bitsandbytes
+    quantizes as the weights move, so the 16-bit weights never reach the device whole. Gradients reach the input (the prompt)."""
     if storage not in STORAGES:
         raise ValueError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
-    if storage == "fp8":
-        tf.to(device)
+    if storage == "fp8":  # cast where the weights are (the CPU, as loaded), then moved: 14 GiB reach a GPU, not 22
         tf.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=tf.dtype)
-        return tf
+        return tf.to(device)
     if torch.device(device).type == "meta":  # shapes only: nothing to quantize
         return tf.to(device)
-    bnb = _bnb()
     for parent, name, lin in _linears(tf):
-        w, dtype = lin.weight.data, lin.weight.dtype
-        if storage == "nf4":
-            new = bnb.nn.Linear4bit(lin.in_features, lin.out_features, lin.bias is not None, compute_dtype=dtype,
-                                    quant_type="nf4", device="meta")
-            new.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", module=new)
-        else:
-            new = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, lin.bias is not None, has_fp16_weights=False,
-                                      threshold=6.0, device="meta")
-            new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+        new = _empty(lin, storage)
+        _put(new, "weight", lin.weight.data, storage, device)
         if lin.bias is not None:
             new.bias = torch.nn.Parameter(lin.bias.data, requires_grad=False)
         setattr(parent, name, new.to(device))  # quantized here, one layer at a time
     return tf.to(device).requires_grad_(False)
+
+
+def _empty(lin, storage):
+    """bitsandbytes' layer for the nn.Linear `lin`, on the meta device (no weights yet)."""
+    bnb = _bnb()
+    if storage == "nf4":
+        return bnb.nn.Linear4bit(lin.in_features, lin.out_features, lin.bias is not None, compute_dtype=lin.weight.dtype,
+                                 quant_type="nf4", device="meta")
+    return bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, lin.bias is not None, has_fp16_weights=False,
+                               threshold=6.0, device="meta")
+
+
+def _put(layer, key, w, storage, device):
+    """Set a bitsandbytes layer's weight from the 16-bit `w`: quantized as it moves to `device`."""
+    bnb = _bnb()
+    if storage == "nf4":
+        layer.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4", module=layer).to(device)
+    else:
+        layer.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False).to(device)
+
+
+def load_stored(cls, folder, storage, device, dtype):
+    """cls.from_pretrained(folder, torch_dtype=dtype) stored as `storage` on `device`, as it loads:
+    the model built on the meta device in its storage's layout, then each tensor of the safetensors
+    files read alone, cast to `dtype` (the class's fp32 modules to fp32), stored and moved. The host
+    holds one tensor at a time (FLUX's largest, 75 MB in bf16), never the 16-bit model (22 GiB)."""
+    import glob
+    import os
+
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+    from safetensors import safe_open
+    if storage not in STORAGES:
+        raise ValueError(f"storage {storage!r}: choose one of {', '.join(STORAGES)}")
+    with init_empty_weights():
+        tf = cls.from_config(cls.load_config(folder))
+    keep = tf._keep_in_fp32_modules or []
+    for name, q in tf.named_parameters():
+        q.data = q.data.to(torch.float32 if any(k in name.split(".") for k in keep) else dtype)
+    if storage == "fp8":
+        tf.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+    layers = {}  # weight name -> (bitsandbytes layer, storage) for the replaced linears
+    for parent, name, lin in ([] if storage == "fp8" else _linears(tf)):
+        new = _empty(lin, storage)
+        if lin.bias is not None:  # in the model's dtype, as store keeps it
+            new.bias = torch.nn.Parameter(lin.bias.data, requires_grad=False)
+        setattr(parent, name, new)
+        full = next(f for f, m in tf.named_modules() if m is new)
+        layers[f"{full}.weight"] = new
+    files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+    if not files:
+        raise ValueError(f"{folder}: no .safetensors weights to load in {storage}")
+    for file in files:
+        with safe_open(file, "pt") as fh:
+            for key in fh.keys():
+                w = fh.get_tensor(key)
+                if key in layers:
+                    _put(layers[key], "weight", w.to(dtype), storage, device)
+                else:
+                    module, _, leaf = key.rpartition(".")
+                    at = getattr(tf.get_submodule(module), leaf)
+                    set_module_tensor_to_device(tf, key, device, value=w.to(at.dtype))
+                del w
+    missing = [n for n, q in tf.named_parameters() if q.device.type == "meta"]
+    if missing and torch.device(device).type != "meta":
+        raise ValueError(f"{folder}: no weights for {len(missing)} parameters, e.g. {missing[0]}")
+    return tf.to(device).eval().requires_grad_(False)
 
 
 def stored_bytes(tf):
@@ -93,7 +151,7 @@ def stored_bytes(tf):
         st = getattr(q, "quant_state", None)
         while st is not None:
             tensors += [t for t in (st.absmax, st.code) if t is not None]
-            st = st.state2
+            st = getattr(st, "state2", None)
     for m in tf.modules():
         if getattr(m, "SCB", None) is not None:
             tensors.append(m.SCB)

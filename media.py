@@ -140,6 +140,56 @@ def _say_what_was_read(path, n, fps, duration):
     return fps
 
 
+def _frames_tensor(frames):
+    """Decoded uint8 frames [F, H, W, (C)] -> [3, F, H, W] float32 in [0, 1], as read_video gives."""
+    if frames.ndim == 3:
+        frames = frames[..., None]
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return torch.from_numpy(frames[..., :3].astype(np.float32) / 255).permute(3, 0, 1, 2)
+
+
+_SHAPES = {}  # path -> (frames, height, width), counted once per process
+
+
+def video_shape(path):
+    """(frames, height, width) of a video file without keeping its frames (ffmpeg counts them)."""
+    import imageio.v3 as iio
+    if path not in _SHAPES:
+        try:
+            if os.path.splitext(path)[1].lower() == ".gif":
+                from PIL import Image
+                with Image.open(path) as im:
+                    _SHAPES[path] = (getattr(im, "n_frames", 1), im.size[1], im.size[0])
+            else:
+                import imageio_ffmpeg
+                w, h = iio.immeta(path)["size"]
+                _SHAPES[path] = (imageio_ffmpeg.count_frames_and_secs(path)[0], h, w)
+        except Exception as e:  # imageio and ffmpeg raise many types for broken containers
+            raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    return _SHAPES[path]
+
+
+def read_window(path, first, count):
+    """Frames [first, first + count) of a video as read_video gives them ([3, count, H, W] in
+    [0, 1]), decoded one at a time: the frames before the window are skipped, none after it read."""
+    import imageio.v3 as iio
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    kept = []
+    try:
+        for i, frame in enumerate(iio.imiter(path)):
+            if i >= first:
+                kept.append(frame)
+            if len(kept) == count:
+                break
+    except Exception as e:
+        raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if len(kept) < count:
+        raise InputError(f"{path}: frames {first}-{first + count - 1} asked for, the video has {first + len(kept)}")
+    return _frames_tensor(np.stack(kept))
+
+
 def write_video(path, clip, fps):
     """mp4 (H.264, high quality) at the given fps, written atomically. A side of odd length
     (which 4:2:0 chroma cannot hold) is written in 4:4:4, full size."""

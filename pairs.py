@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import photos  # photos.photo is looked up on the module, so that tests can patch it
 import shapes
-from media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, resize
+from media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, read_window, resize, video_shape
 
 
 def random_crop(img, size, g, min_scale=0.25, max_scale=1.0):
@@ -140,34 +140,67 @@ def read(path):
     return read_video(path)[0] if is_video(path) else read_image(path)
 
 
+class Clip:
+    """A clip on disk, not decoded: a video file or a list of frame files. shape is the decoded
+    clip's [3, F, H, W]; window(first, count) reads those frames only (a long 1080p video costs
+    GBs decoded whole, for the few frames a training pair takes)."""
+    ndim = 4
+
+    def __init__(self, src):
+        self.src = src
+        if isinstance(src, list):
+            from PIL import Image
+            try:
+                with Image.open(src[0]) as im:
+                    w, h = im.size
+            except OSError as e:
+                raise InputError(f"{src[0]}: not a readable image ({e})") from None
+            self.shape = (3, len(src), h, w)
+        else:
+            self.shape = (3,) + video_shape(src)
+
+    def window(self, first, count):
+        if isinstance(self.src, list):
+            return torch.stack([read(f) for f in self.src[first:first + count]], dim=1)
+        return read_window(self.src, first, count)
+
+
 def load_pair_item(item):
-    """A (degraded, clean) pair of paths (or lists of frame paths) -> tensors."""
+    """A (degraded, clean) pair of paths -> images, or Clips for videos and lists of frame paths."""
     def one(p):
-        return torch.stack([read(f) for f in p], dim=1) if isinstance(p, list) else read(p)
+        return Clip(p) if isinstance(p, list) or is_video(p) else read(p)
     deg, clean = one(item[0]), one(item[1])
-    if deg.shape != clean.shape:
+    if tuple(deg.shape) != tuple(clean.shape):
         raise InputError(f"{item[0]}: size {tuple(deg.shape)} differs from its target {tuple(clean.shape)}")
     return deg, clean
 
 
-def _aligned_crop(deg, clean, size, g):
-    """The same random crop of a pair ([3, H, W] or [3, F, H, W]); smaller inputs are resized up."""
-    h, w = clean.shape[-2:]
+def _crop_box(h, w, size, g):
+    """A random size x size crop of an h x w input: (the size it is first resized up to, or None; y, x)."""
+    up = None
     if min(h, w) < size:
         s = size / min(h, w)
-        deg, clean = resize(deg, math.ceil(h * s), math.ceil(w * s)), resize(clean, math.ceil(h * s), math.ceil(w * s))
-        h, w = clean.shape[-2:]
+        up = h, w = math.ceil(h * s), math.ceil(w * s)
     y = torch.randint(0, h - size + 1, (), generator=g).item()
     x = torch.randint(0, w - size + 1, (), generator=g).item()
-    return deg[..., y:y + size, x:x + size], clean[..., y:y + size, x:x + size]
+    return up, y, x
 
 
-def _window(clip, frames, g):
-    n = clip.shape[1]
-    if n < frames:
-        raise InputError(f"a training clip has {n} frames; {frames} are needed")
-    s = torch.randint(0, n - frames + 1, (), generator=g).item()
-    return clip[:, s:s + frames]
+def _crop(t, box, size):
+    up, y, x = box
+    t = resize(t, *up) if up else t
+    return t[..., y:y + size, x:x + size]
+
+
+def _aligned_crop(deg, clean, size, g):
+    """The same random crop of a pair ([3, H, W] or [3, F, H, W]); smaller inputs are resized up."""
+    box = _crop_box(*clean.shape[-2:], size, g)
+    return _crop(deg, box, size), _crop(clean, box, size)
+
+
+def _frames(clip, first, count):
+    """Frames [first, first + count) of a decoded clip or of a Clip (read then)."""
+    return clip.window(first, count) if isinstance(clip, Clip) else clip[:, first:first + count]
 
 
 def items(source, task, any_label=False, data_root="", clean=None):
@@ -202,7 +235,7 @@ def load(item):
         return photos.photo(item)
     if item.startswith("shapes:"):
         return shapes.read(item)
-    return read(item)
+    return Clip(item) if is_video(item) else read(item)
 
 
 def draw(px, synthetic, task, size, frames, video, g):
@@ -211,9 +244,14 @@ def draw(px, synthetic, task, size, frames, video, g):
     crop (and window of frames) of a degraded image and its target."""
     from degrade import degrade
     if synthetic:
-        if px.ndim == 4:
-            x = _aligned_crop(px, px, size, g)[1]
-            x = _window(x, frames, g) if video else x[:, 0]
+        if px.ndim == 4:  # the crop, then the window of frames: only those frames are read
+            box = _crop_box(*px.shape[-2:], size, g)
+            n = px.shape[1]
+            if video and n < frames:
+                raise InputError(f"a training clip has {n} frames; {frames} are needed")
+            s = torch.randint(0, n - frames + 1, (), generator=g).item() if video else 0
+            x = _crop(_frames(px, s, frames if video else 1), box, size)
+            x = x if video else x[:, 0]
         else:
             x = camera_clip(px, size, frames, g) if video else random_crop(px, size, g)
         return degrade(task, x, g), x
@@ -221,48 +259,52 @@ def draw(px, synthetic, task, size, frames, video, g):
     if video:
         if deg.ndim != 4:
             raise InputError("a video backbone needs clips (lists of frames or videos), got images")
-        s = torch.randint(0, max(1, deg.shape[1] - frames + 1), (), generator=g).item()
-        deg, cl = deg[:, s:s + frames], cl[:, s:s + frames]
-        if deg.shape[1] < frames:
-            raise InputError(f"a training clip has {deg.shape[1]} frames; {frames} are needed")
+        n = deg.shape[1]
+        s = torch.randint(0, max(1, n - frames + 1), (), generator=g).item()
+        if n < frames:
+            raise InputError(f"a training clip has {n} frames; {frames} are needed")
+        deg, cl = _frames(deg, s, frames), _frames(cl, s, frames)
     elif deg.ndim == 4:
-        deg, cl = deg[:, 0], cl[:, 0]
+        deg, cl = _frames(deg, 0, 1)[:, 0], _frames(cl, 0, 1)[:, 0]
     return _aligned_crop(deg, cl, size, g)
 
 
 def make_pairs(source, task, n, size, frames, g, video=False, clean=None, any_label=False, data_root=""):
     """n (degraded, clean) pixel pairs of `size` px (clips of `frames` frames if video), all in
-    memory (train.py --cache_latents, eval.py, choose_decode.py; train.py streams with dataset.py).
+    memory (eval.py, choose_decode.py; train.py streams with dataset.py, and with --cache_latents
+    takes iter_pairs' pairs one at a time)."""
+    return list(iter_pairs(source, task, n, size, frames, g, video, clean, any_label, data_root))
+
+
+def iter_pairs(source, task, n, size, frames, g, video=False, clean=None, any_label=False, data_root=""):
+    """make_pairs' n pairs made one at a time, as they are taken: only the pair in hand is in memory.
 
     source: 'photos' (the shipped training photos, degraded synthetically), 'heldout' (the
     evaluation crops, never used for training), 'shapes' (the shapes world's training images),
-    'shapes-val' and 'shapes-test' (its first n validation or test images; 128 if n is 0), a folder with input/ and gt/ (paired), a folder
-    of clean images or videos (degraded synthetically), a .json list in the authors' format, or
-    'generate' with the clean images passed in `clean` (a list of tensors).
+    'shapes-val' and 'shapes-test' (its first n validation or test images; 128 if n is 0), a folder
+    with input/ and gt/ (paired), a folder of clean images or videos (degraded synthetically), a .json
+    list in the authors' format, or 'generate' with the clean images passed in `clean` (a list of tensors).
     """
     from degrade import degrade
     if source in ("shapes-val", "shapes-test"):  # image i of the split, degraded by its own seed
-        out = []
         for i in range(n or 128):
             gi = torch.Generator().manual_seed(1000 + i)
             x = shapes.draw(shapes.index(source.split("-")[1], i))[0]
-            out.append((degrade(task, x, gi), x))
-        return out
+            yield degrade(task, x, gi), x
+        return
     if source == "heldout":
-        out = []
         for i, (name, img) in enumerate(photos.eval_crops(size)):
+            if n and i >= n:
+                return
             gi = torch.Generator().manual_seed(1000 + i)
             x = camera_clip(img, size, frames, gi) if video else img
-            out.append((degrade(task, x, gi), x))
-        return out[:n] if n else out
+            yield degrade(task, x, gi), x
+        return
     its, synthetic = items(source, task, any_label, data_root, clean)
-    loaded, out = {}, []
+    loaded = {}  # the photos, kept as uint8 when first drawn (73 photos: 0.8 GB); other files read per draw
     for _ in range(n):
         i = torch.randint(len(its), (), generator=g).item()
-        if i not in loaded:  # read when first drawn; photos kept as uint8 (73 photos: 0.8 GB)
-            loaded[i] = load(its[i])
-            if source == "photos":
-                loaded[i] = (loaded[i] * 255).round().to(torch.uint8)
-        px = loaded[i].float() / 255 if source == "photos" else loaded[i]
-        out.append(draw(px, synthetic, task, size, frames, video, g))
-    return out
+        if source == "photos" and i not in loaded:
+            loaded[i] = (load(its[i]) * 255).round().to(torch.uint8)
+        px = loaded[i].float() / 255 if source == "photos" else load(its[i])
+        yield draw(px, synthetic, task, size, frames, video, g)

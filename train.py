@@ -15,6 +15,7 @@ and --accum) takes its pairs and draws from its own seeded stream, so N processe
 with --accum=N does.
 """
 import contextlib
+import itertools
 import math
 import os
 import pickle
@@ -130,12 +131,16 @@ def step_on(bb, p, opt, micro, gens, bridge_name, t0, kernels=None):
 
 
 @torch.no_grad()
-def encode_pairs(bb, pairs, desc):
-    """Pixel pairs -> (z_deg, z_clean) latents on the backbone's device, computed once."""
+def encode_pairs(bb, pairs, desc, kept=None):
+    """Pixel pairs (any iterable, taken one at a time) -> (z_deg, z_clean) latents on the
+    backbone's device, computed once. Each pair's pixels are dropped once encoded, or appended to
+    the list `kept` as uint8 (a quarter of float32's bytes: Wan's 8 validation clips take 0.4 GB)."""
     zd, zc = [], []
     for deg, clean in tqdm(pairs, desc=desc, leave=False, mininterval=2, disable=ddp.rank() > 0):
         zd.append(bb.encode(deg[None] * 2 - 1)[0])
         zc.append(bb.encode(clean[None] * 2 - 1)[0])
+        if kept is not None:
+            kept.append((dataset.to_uint8(deg), dataset.to_uint8(clean)))
     return torch.stack(zd), torch.stack(zc)
 
 
@@ -163,11 +168,16 @@ def generate_clean(bb, captions, n, size, frames, seed, folder):
 
 
 @torch.no_grad()
-def validate(bb, p, zd, seed, bridge_name, t0):
-    """The validation latents restored with the prompt (the decoded latent): pixels on the device."""
+def validate(bb, p, zd, seed, bridge_name, t0, chunk=1):
+    """The validation latents restored with the prompt (the decoded latent), `chunk` latents
+    sampled at a time and each decoded alone (8 Wan clips decoded at once would need tens of GB):
+    pixels on the device."""
     eps = torch.randn(zd.shape, generator=torch.Generator().manual_seed(seed)).to(zd.device)
-    z = bridge.sample(bridge_name, lambda x, s: extensions.prompted(bb, p, x, s), zd, eps, t0)
-    return ((bb.decode(z) + 1) / 2).clamp(0, 1)
+    out = []
+    for i in range(0, len(zd), chunk):
+        z = bridge.sample(bridge_name, lambda x, s: extensions.prompted(bb, p, x, s), zd[i:i + chunk], eps[i:i + chunk], t0)
+        out += [((bb.decode(z[j:j + 1]) + 1) / 2).clamp(0, 1) for j in range(len(z))]
+    return torch.cat(out)
 
 
 # the settings a checkpoint records and --resume compares: flag -> this run's value (set in main)
@@ -286,20 +296,21 @@ def main():
                 else list(dict.fromkeys(photos.TRAIN_PHOTOS.values())))
         clean = generate_clean(bb, caps, generate_count, size_, frames_, seed, os.path.join(out_, "generated"))
         bb.text = bb.clip = None  # the text encoders' memory back
-    if cache_latents:
-        pair_list = pairs.make_pairs(data_, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
-                                     any_label, data_root)
-        zd, zc = encode_pairs(bb, pair_list[:pool], f"encode {pool} pairs")
-        val_list, train_desc = pair_list[pool:], f"{pool} training pairs, encoded once,"
+    if cache_latents:  # the pool made and encoded pair by pair: latents kept, pixels dropped
+        made = pairs.iter_pairs(data_, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
+                                any_label, data_root)
+        zd, zc = encode_pairs(bb, itertools.islice(made, pool), f"encode {pool} pairs")
+        val_list, train_desc = made, f"{pool} training pairs, encoded once,"
     else:
         items, synthetic = pairs.items(data_, task, any_label, data_root, clean)
         ds = dataset.Pairs(items, synthetic, task, size_, frames_, bb.video, seed)
         val_list = dataset.val_pairs(items, synthetic, task, size_, frames_, bb.video, seed, val_pairs)
         train_desc = (f"{len(items)} {'clean' if synthetic else 'paired'} items streamed "
                       f"({workers} workers; a fresh crop{' and degradation' if synthetic else ''} every draw)")
-    vd, _ = encode_pairs(bb, val_list, "encode val pairs")
-    val_clean = torch.stack([c for _, c in val_list])
-    val_deg = torch.stack([d for d, _ in val_list])
+    kept = []
+    vd, _ = encode_pairs(bb, val_list, "encode val pairs", kept)
+    val_clean = torch.stack([c for _, c in kept]).float() / 255
+    val_deg = torch.stack([d for d, _ in kept]).float() / 255
     say(f"data: {data_} / {task}: {train_desc} and {len(vd)} validation pairs of "
         f"{tuple(val_clean.shape[1:])} px, latents {tuple(vd.shape[1:])}")
 
@@ -359,7 +370,7 @@ def main():
             states = [s for per_rank in ddp.gather([g.get_state() for g in gens]) for s in per_rank]
             if not lead:
                 continue
-            rec = validate(bb, p, vd, seed + 2, bridge_name, t0_).cpu()
+            rec = validate(bb, p, vd, seed + 2, bridge_name, t0_, batch_).cpu()
             q = lambda x: (x * 255).round() / 255  # noqa: E731
             val_psnr = sum(psnr(q(r), q(c)) for r, c in zip(rec, val_clean)) / len(rec)
             base = sum(psnr(d, c) for d, c in zip(val_deg, val_clean)) / len(val_deg)

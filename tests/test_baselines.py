@@ -74,7 +74,7 @@ def test_unet_starts_as_the_identity_and_keeps_any_shape():
 
 
 def test_unet_trains_on_the_data_train_py_trains_on(random_tiny, clean_folder, monkeypatch, tmp_path):
-    # the same stream (items, crop, seed) or, with --cache_latents, the same make_pairs call (source,
+    # the same stream (items, crop, seed) or, with --cache_latents, the same pairs.make_pairs/iter_pairs call (source,
     # task, pool + validation pairs, crop, generator seed): the same pairs; each script is stopped there
     import dataset
     import pairs
@@ -93,6 +93,7 @@ def test_unet_trains_on_the_data_train_py_trains_on(random_tiny, clean_folder, m
 
     monkeypatch.setattr(dataset.Pairs, "__init__", spy_stream)
     monkeypatch.setattr(pairs, "make_pairs", spy_pool)
+    monkeypatch.setattr(pairs, "iter_pairs", spy_pool)  # train.py takes its pool one pair at a time
     common = ["--task=rain", f"--backbone={random_tiny['tiny-flux']}", f"--data={clean_folder}", "--pool=3",
               "--val_pairs=1", "--seed=3"]
     for cached in ([], ["--cache_latents"]):

@@ -70,7 +70,7 @@ def test_training_and_validation_stay_on_the_backbones_device(meta_bb, monkeypat
     calls.clear()
     sampler = bridge.sample  # validation's sampler, on a grid of 3 (a meta forward is slow)
     monkeypatch.setattr(bridge, "sample", lambda *a, **k: sampler(*a, **dict(k, steps=3)))
-    assert train.validate(bb, p, zd, 0, "ebr", 0.4).shape == (3,) + px
+    assert train.validate(bb, p, zd, 0, "ebr", 0.4, chunk=3).shape == (3,) + px
     assert calls == [tuple(zd.shape)] * 3
     row = sample.from_latents(bb, sample.to_latents(bb, pairs[0][1].to(bb.device)), pairs[0][1].to(bb.device))
     assert row.shape == px  # eval.py's VAE round-trip row
@@ -104,11 +104,11 @@ def test_real_wan_on_meta_pads_frames_and_windows_at_real_size():
     p = bb.new_prompt(task="a")
     y = sample.restore(bb, torch.empty(3, 33, 480, 832, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
     assert y.shape == (3, 33, 480, 832)
-    assert seen[0]["hidden_states"] == (1, 16, 9, 60, 104)  # 33 frames -> 9 latent frames, 8x space
+    assert seen[0]["hidden_states"] == (2, 16, 9, 60, 60)  # 33 frames -> 9 latent frames, 8x space, two 480 px tiles
     seen.clear()
     y = sample.restore(bb, torch.empty(3, 50, 480, 832, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
     assert y.shape == (3, 50, 480, 832)  # two windows of 33 frames (0-32, 17-49), each 9 latent frames
-    assert len(seen) == 2 * 2 and all(s["hidden_states"] == (1, 16, 9, 60, 104) for s in seen)
+    assert len(seen) == 2 * 2 and all(s["hidden_states"] == (2, 16, 9, 60, 60) for s in seen)
 
 
 # ------------------------------------------------------------------------ attention kernels

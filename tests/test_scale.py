@@ -1,5 +1,5 @@
 """The real backbones' defaults at real size, on the meta device (shapes only, no weights): FLUX
-restores in tiles of its training size, Wan in 480 x 832 tiles with its VAE in fp32, diffusers'
+and Wan restore in tiles of their training size, Wan with its VAE in fp32, diffusers'
 VAE tiling above a tile, bounded batches for a clip through an image backbone, clear errors."""
 import pytest
 import torch
@@ -21,18 +21,18 @@ def test_flux_restores_in_tiles_of_its_training_size():
     assert [s["hidden_states"] for s in seen] == [(9, 32 * 32, 64)] * 2
 
 
-def test_wan_restores_480x832_whole_in_either_orientation_with_its_vae_in_fp32():
+def test_wan_restores_480x832_in_two_tiles_of_its_training_size_with_its_vae_in_fp32():
     bb = backbones.random_backbone("wan", "meta")
-    assert bb.tile == (480, 832) and bb.train_batch == 2 and bb.vae_dtype == "fp32"
+    assert bb.tile == bb.train_size == 480 and bb.train_batch == 2 and bb.vae_dtype == "fp32"
     assert backbones.dtypes("cuda", bb.vae_dtype) == (torch.bfloat16, torch.float32)
-    assert bb.vae.use_tiling and bb.vae.tile_sample_min_height == bb.vae.tile_sample_min_width == 832
+    assert bb.vae.use_tiling and bb.vae.tile_sample_min_height == bb.vae.tile_sample_min_width == 480
     seen = transformer_inputs(bb)
     p = bb.new_prompt(task="a")
     for h, w in ((480, 832), (832, 480)):
         seen.clear()
         y = sample.restore(bb, torch.empty(3, 33, h, w, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
         assert y.shape == (3, 33, h, w)
-        assert [s["hidden_states"] for s in seen] == [(1, 16, 9, h // 8, w // 8)] * 2  # one tile, one window
+        assert [s["hidden_states"] for s in seen] == [(2, 16, 9, 60, 60)] * 2  # two tiles, one window
 
 
 def test_tiny_backbones_keep_their_plain_vae():
