@@ -12,6 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# a frame's pixels above which sample.py and the page refuse an input before any work: a restore's
+# memory grows with the pixels of a frame (docs/RESULTS.md), never with a clip's length
+MAX_PIXELS = 16_000_000
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 
@@ -91,18 +94,65 @@ def read_video(path):
     return torch.from_numpy(frames[..., :3].astype(np.float32) / 255).permute(3, 0, 1, 2), fps
 
 
+def video_length(path):
+    """(frames, fps) of a clip, from its container (nothing kept in memory)."""
+    import imageio.v2 as iio2
+    try:
+        with iio2.get_reader(path, "ffmpeg") as r:
+            return r.count_frames(), float(r.get_meta_data().get("fps") or 8.0)
+    except Exception as e:  # imageio raises many types for broken containers
+        raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+
+
+def read_window(path, first, count):
+    """Frames [first, first + count) of a clip as [3, n, H, W] in [0, 1] (n < count at its end): a
+    long clip is read a window at a time, never whole (ffmpeg seeks to the first frame)."""
+    import imageio.v2 as iio2
+    frames = []
+    try:
+        with iio2.get_reader(path, "ffmpeg") as r:
+            for i in range(first, first + count):
+                frames.append(r.get_data(i))
+    except IndexError:  # past the last frame
+        pass
+    except Exception as e:
+        raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not frames:
+        raise InputError(f"{path}: no frames from frame {first} on")
+    a = np.stack(frames)
+    a = np.repeat(a[..., None], 3, axis=-1) if a.ndim == 3 else a
+    return torch.from_numpy(a[..., :3].astype(np.float32) / 255).permute(3, 0, 1, 2)
+
+
 def write_video(path, clip, fps):
-    """mp4 (H.264, high quality) at the given fps, written atomically."""
+    """mp4 (H.264, high quality) at the given fps, written atomically. clip: [3, F, H, W], or an
+    iterable of such windows of frames, each encoded as it comes (a long clip never whole in memory)."""
+    import imageio.v2 as iio2
     import imageio.v3 as iio
-    a = (clip.clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    windows = [clip] if torch.is_tensor(clip) else clip
     tmp = _tmp(path)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".gif":
+        a = np.concatenate([_bytes(c) for c in windows])
         iio.imwrite(tmp, a, extension=".gif", duration=1000 / fps, loop=0)
     else:
-        iio.imwrite(tmp, a, extension=ext or ".mp4", fps=fps, codec="libx264", quality=9,
-                    macro_block_size=1)
+        w = iio2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=9, macro_block_size=1)
+        try:
+            for c in windows:
+                for frame in _bytes(c):
+                    w.append_data(frame)
+        except BaseException:  # a window that failed to come: ffmpeg stopped, no half-written clip left
+            w.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        w.close()
     os.replace(tmp, path)
+
+
+def _bytes(clip):
+    """[3, F, H, W] in [0, 1] -> [F, H, W, 3] uint8."""
+    return (clip.clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def _tmp(path):
@@ -114,6 +164,33 @@ def _pil_format(path):
     ext = os.path.splitext(path)[1].lower()
     return {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
             ".webp": "WEBP"}.get(ext, "PNG")
+
+
+def frame_size(path):
+    """(width, height) of an image or of a clip's frames, from the file's header: nothing decoded."""
+    if is_video(path) and not str(path).lower().endswith(".gif"):
+        import imageio.v3 as iio
+        return tuple(iio.immeta(path)["size"])
+    import warnings
+
+    from PIL import Image
+    with warnings.catch_warnings():  # the header only: check_pixels, not PIL's warning, says what is too big
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            return im.size
+
+
+def check_pixels(path, max_pixels, how="--max_pixels"):
+    """Refuse up front a frame of more than max_pixels pixels (0: no limit), in one line that says
+    how to raise the limit. An unreadable header passes: the reader then says what is wrong."""
+    try:
+        w, h = frame_size(path)
+    except Exception:
+        return
+    if max_pixels and w * h > max_pixels:
+        raise InputError(f"{path}: {w}x{h} px ({w * h / 1e6:.1f} MP a frame) is above the limit of {max_pixels} px "
+                         f"({max_pixels / 1e6:g} MP), set so that a restore stays within a few GB of memory; "
+                         f"to restore it anyway: {how}={w * h}")
 
 
 def is_video(path):
