@@ -97,11 +97,16 @@ def read_video(path):
 def video_length(path):
     """(frames, fps) of a clip, from its container (nothing kept in memory)."""
     import imageio.v2 as iio2
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise InputError(f"{path}: no such file" if not os.path.isfile(path) else f"{path}: file is empty")
     try:
         with iio2.get_reader(path, "ffmpeg") as r:
-            return r.count_frames(), float(r.get_meta_data().get("fps") or 8.0)
+            n, fps = r.count_frames(), float(r.get_meta_data().get("fps") or 8.0)
     except Exception as e:  # imageio raises many types for broken containers
         raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if n == 0:
+        raise InputError(f"{path}: no frames could be read")
+    return n, fps
 
 
 def read_window(path, first, count):
