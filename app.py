@@ -37,6 +37,7 @@ host = "127.0.0.1"    # the address to listen on (0.0.0.0: other machines on you
 backbone = ""         # default: tiny-flux for photos, tiny-wan for clips; or flux, wan, a local folder
 tasks = ""            # the tasks offered, names or prompt files (default: the shipped prompts of the backbone)
 device = ""           # cuda, cpu, ... (default: cuda when there is one)
+max_pixels = media.MAX_PIXELS  # as in sample.py: an upload whose frames have more pixels is refused before it is read
 low_memory = False    # as in sample.py: the frozen transformer in 4 bits, text encoders and VAE offloaded (a 12 GB GPU)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -86,6 +87,7 @@ def show_input(path):
     photo = path if path and not clip else None
     if photo:
         try:
+            media.check_pixels(photo, max_pixels, "python app.py --max_pixels")
             media.read_image(photo)
         except media.InputError as e:
             gr.Warning(message(e, photo))
@@ -105,6 +107,7 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
     out_dir = None
     try:
         clip = media.is_video(file)
+        media.check_pixels(file, max_pixels, "python app.py --max_pixels")
         x, fps = media.read_video(file) if clip else (media.read_image(file), None)
         bb = get_backbone(clip)
         prompts, bridge_, t0_, decode = sample.prepare(bb, task_names, bool(paper), t0=float(t0))

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# a frame's pixels above which sample.py and the page refuse an input before any work: a restore's
+# memory grows with the pixels of a frame (docs/RESULTS.md), never with a clip's length
+MAX_PIXELS = 16_000_000
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 
@@ -140,15 +143,6 @@ def _say_what_was_read(path, n, fps, duration):
     return fps
 
 
-def _frames_tensor(frames):
-    """Decoded uint8 frames [F, H, W, (C)] -> [3, F, H, W] float32 in [0, 1], as read_video gives."""
-    if frames.ndim == 3:
-        frames = frames[..., None]
-    if frames.shape[-1] == 1:
-        frames = np.repeat(frames, 3, axis=-1)
-    return torch.from_numpy(frames[..., :3].astype(np.float32) / 255).permute(3, 0, 1, 2)
-
-
 _SHAPES = {}  # path -> (frames, height, width), counted once per process
 
 
@@ -170,47 +164,77 @@ def video_shape(path):
     return _SHAPES[path]
 
 
-def read_window(path, first, count):
-    """Frames [first, first + count) of a video as read_video gives them ([3, count, H, W] in
-    [0, 1]), decoded one at a time: the frames before the window are skipped, none after it read."""
-    import imageio.v3 as iio
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file")
-    kept = []
+def video_length(path):
+    """(frames, fps) of a clip, from its container (nothing kept in memory)."""
+    import imageio.v2 as iio2
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        raise InputError(f"{path}: no such file" if not os.path.isfile(path) else f"{path}: file is empty")
     try:
-        for i, frame in enumerate(iio.imiter(path)):
-            if i >= first:
-                kept.append(frame)
-            if len(kept) == count:
-                break
+        with iio2.get_reader(path, "ffmpeg") as r:
+            n, fps = r.count_frames(), float(r.get_meta_data().get("fps") or 8.0)
+    except Exception as e:  # imageio raises many types for broken containers
+        raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if n == 0:
+        raise InputError(f"{path}: no frames could be read")
+    return n, fps
+
+
+def read_window(path, first, count):
+    """Frames [first, first + count) of a clip as [3, n, H, W] in [0, 1] (n < count at its end): a
+    long clip is read a window at a time, never whole (ffmpeg seeks to the first frame)."""
+    import imageio.v2 as iio2
+    frames = []
+    try:
+        with iio2.get_reader(path, "ffmpeg") as r:
+            for i in range(first, first + count):
+                frames.append(r.get_data(i))
+    except IndexError:  # past the last frame
+        pass
     except Exception as e:
         raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
-    if len(kept) < count:
-        raise InputError(f"{path}: frames {first}-{first + count - 1} asked for, the video has {first + len(kept)}")
-    return _frames_tensor(np.stack(kept))
+    if not frames:
+        raise InputError(f"{path}: no frames from frame {first} on")
+    a = np.stack(frames)
+    a = np.repeat(a[..., None], 3, axis=-1) if a.ndim == 3 else a
+    return torch.from_numpy(a[..., :3].astype(np.float32) / 255).permute(3, 0, 1, 2)
 
 
 def write_video(path, clip, fps):
-    """mp4 (H.264, high quality) at the given fps, written atomically. A side of odd length
-    (which 4:2:0 chroma cannot hold) is written in 4:4:4, full size."""
+    """mp4 (H.264, high quality) at the given fps, written atomically. clip: [3, F, H, W], or an
+    iterable of such windows of frames, each encoded as it comes (a long clip never whole in
+    memory). A side of odd length (which 4:2:0 chroma cannot hold) is written in 4:4:4, full size."""
+    import imageio.v2 as iio2
     import imageio.v3 as iio
-    a = (_finite(path, clip).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
+    windows = [clip] if torch.is_tensor(clip) else clip
     ext = os.path.splitext(path)[1].lower()
+    written = [0]  # frames handed to the encoder, which the check counts back
     if ext == ".gif":
         def write(tmp):
+            a = np.concatenate([_bytes(_finite(path, c)) for c in windows])
+            written[0] = len(a)
             iio.imwrite(tmp, a, extension=".gif", duration=1000 / fps, loop=0)
 
         def check(tmp):
             from PIL import Image
             with Image.open(tmp) as im:
-                if getattr(im, "n_frames", 1) != len(a):
-                    raise OSError(f"reads back with {getattr(im, 'n_frames', 1)} frames of {len(a)}")
+                if getattr(im, "n_frames", 1) != written[0]:
+                    raise OSError(f"reads back with {getattr(im, 'n_frames', 1)} frames of {written[0]}")
     else:
-        odd = {"pixelformat": "yuv444p"} if a.shape[1] % 2 or a.shape[2] % 2 else {}
-
         def write(tmp):  # ffmpeg quiet: its failures are found by the check, and said in one line
-            iio.imwrite(tmp, a, extension=ext or ".mp4", fps=fps, codec="libx264", quality=9,
-                        macro_block_size=1, ffmpeg_log_level="quiet", **odd)
+            w = None
+            try:
+                for c in windows:
+                    a = _bytes(_finite(path, c))
+                    if w is None:
+                        odd = {"pixelformat": "yuv444p"} if a.shape[1] % 2 or a.shape[2] % 2 else {}
+                        w = iio2.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=9,
+                                            macro_block_size=1, ffmpeg_log_level="quiet", **odd)
+                    for frame in a:
+                        w.append_data(frame)
+                    written[0] += len(a)
+            finally:
+                if w is not None:
+                    w.close()
 
         def check(tmp):
             import imageio_ffmpeg
@@ -218,8 +242,8 @@ def write_video(path, clip, fps):
                 n = imageio_ffmpeg.count_frames_and_secs(tmp)[0]
             except RuntimeError:
                 n = 0
-            if n != len(a):
-                raise OSError(f"the encoder wrote {n} of {len(a)} frames (disk full?)")
+            if n != written[0]:
+                raise OSError(f"the encoder wrote {n} of {written[0]} frames (disk full?)")
     atomic(path, write, check)
 
 
@@ -246,6 +270,11 @@ def atomic(path, write, check):
         raise
 
 
+def _bytes(clip):
+    """[3, F, H, W] in [0, 1] -> [F, H, W, 3] uint8."""
+    return (clip.clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+
 def _tmp(path):
     """A temporary name beside path, of this process and thread: two writers never share one."""
     import threading
@@ -257,6 +286,33 @@ def _pil_format(path):
     ext = os.path.splitext(path)[1].lower()
     return {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
             ".webp": "WEBP"}.get(ext, "PNG")
+
+
+def frame_size(path):
+    """(width, height) of an image or of a clip's frames, from the file's header: nothing decoded."""
+    if is_video(path) and not str(path).lower().endswith(".gif"):
+        import imageio.v3 as iio
+        return tuple(iio.immeta(path)["size"])
+    import warnings
+
+    from PIL import Image
+    with warnings.catch_warnings():  # the header only: check_pixels, not PIL's warning, says what is too big
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:
+            return im.size
+
+
+def check_pixels(path, max_pixels, how="--max_pixels"):
+    """Refuse up front a frame of more than max_pixels pixels (0: no limit), in one line that says
+    how to raise the limit. An unreadable header passes: the reader then says what is wrong."""
+    try:
+        w, h = frame_size(path)
+    except Exception:
+        return
+    if max_pixels and w * h > max_pixels:
+        raise InputError(f"{path}: {w}x{h} px ({w * h / 1e6:.1f} MP a frame) is above the limit of {max_pixels} px "
+                         f"({max_pixels / 1e6:g} MP), set so that a restore stays within a few GB of memory; "
+                         f"to restore it anyway: {how}={w * h}")
 
 
 def is_video(path):

@@ -1,8 +1,10 @@
 """The offline photo catalogue: the photos scikit-image/-learn ship and those of Debian's wallpaper
 packages, with a caption each; the held-out evaluation set and its fixed crops; the tiny GIF.
 """
+import functools
 import glob
 import os
+import sys
 
 import numpy as np
 import torch
@@ -30,11 +32,12 @@ PIP_PHOTOS = {
     "cell": "a grayscale microscope photo of a cell",
 }
 # Photos and illustrations of Debian's wallpaper packages (1-24 megapixels), read from where apt
-# installs them:  apt-get install plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers
-# lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
+# installs them (README: apt-get install plasma-workspace-wallpapers ukui-wallpapers lomiri-wallpapers).
+# YPT_DEBIAN_ROOT points the catalogue elsewhere (default /usr/share): an empty folder runs as a
+# machine without them (.ci/run's second pass).
 DEBIAN_PACKAGES = ("plasma-workspace-wallpapers", "ukui-wallpapers", "lomiri-wallpapers",
                    "lomiri-wallpapers-16.04", "lomiri-wallpapers-20.04")
-DEBIAN_DIRS = ("/usr/share/wallpapers", "/usr/share/backgrounds")
+ROOT_VARIABLE = "YPT_DEBIAN_ROOT"
 DEBIAN_PHOTOS = {
     "Altai": "an illustration of blue mountains over a lake",
     "Autumn": "a painting of an autumn tree and a girl",
@@ -102,6 +105,16 @@ DEBIAN_PHOTOS = {
 # Never seen in pre-training nor in prompt training: the evaluation set. Three pip-shipped photos
 # and five real photos of the Debian packages (boats at sunset, a forest path, paint brushes, a
 # stream among rocks, a bird on bark: colour, fine texture, foliage, water, bokeh).
+# the package of each (the KDE ones, plasma-workspace-wallpapers, are the others)
+PACKAGE_OF = {**{n: "ukui-wallpapers" for n in (
+    "2004default", "calla", "city", "desert", "firstgeneration", "fluent-color", "focal-ubuntukylin", "goldfish",
+    "rhythm", "rollpaper", "string", "the-mouse")},
+    "warty-final-ubuntu": "lomiri-wallpapers",
+    **{n: "lomiri-wallpapers-16.04" for n in DEBIAN_PHOTOS if "_by_" in n},
+    **{n: "lomiri-wallpapers-20.04" for n in (
+        "Fossa_by_Jasper_Roks", "Infinite-Sea_by_Aury88", "Kleiber_by_Lukas_Baubkus",
+        "Painting-Colors_by__herobrine7gamer")}}
+PACKAGE_OF = {n: PACKAGE_OF.get(n, "plasma-workspace-wallpapers") for n in DEBIAN_PHOTOS}
 HELD_OUT_PIP = ("coffee", "rocket", "flower")
 HELD_OUT_DEBIAN = ("EveningGlow", "Path", "Picture_1A_by_freespace", "life_by_Aitzol_Berasategi",
                    "Kleiber_by_Lukas_Baubkus")
@@ -111,11 +124,20 @@ MAX_SIDE = 1536  # photos are read with their short side at most this (the origi
 GIF_CAPTION = "a short animation"
 
 
+def debian_root():
+    return os.environ.get(ROOT_VARIABLE) or "/usr/share"
+
+
 def debian_path(name):
     """Where apt put a Debian wallpaper (the largest version of it), or None if not installed."""
+    return _debian_path(debian_root(), name)
+
+
+@functools.lru_cache(maxsize=None)
+def _debian_path(root, name):
     from PIL import Image
-    found = [f for f in glob.glob(os.path.join(DEBIAN_DIRS[0], name, "contents", "images", "*"))
-             + glob.glob(os.path.join(DEBIAN_DIRS[1], name + ".*")) if f.lower().endswith((".png", ".jpg"))]
+    found = [f for f in glob.glob(os.path.join(root, "wallpapers", name, "contents", "images", "*"))
+             + glob.glob(os.path.join(root, "backgrounds", name + ".*")) if f.lower().endswith((".png", ".jpg"))]
     if not found:
         return None
     def pixels(f):
@@ -125,8 +147,36 @@ def debian_path(name):
 
 
 def available(names):
-    """The names among `names` whose photo is on this machine (pip photos always are)."""
-    return [n for n in names if n not in DEBIAN_PHOTOS or debian_path(n)]
+    """The names among `names` whose photo is on this machine (pip photos always are). Where some
+    of them are missing, says once per process on stderr what that changes (missing_notice)."""
+    have = [n for n in names if n not in DEBIAN_PHOTOS or debian_path(n)]
+    if len(have) < len(names):
+        missing_notice()
+    return have
+
+
+_told = set()
+
+
+def missing_notice():
+    """One stderr line, once per process and catalogue root: which Debian photos are missing and
+    what that changes. Returns the line ("" when nothing is missing)."""
+    root = debian_root()
+    missing = [n for n in DEBIAN_PHOTOS if not debian_path(n)]
+    if not missing:
+        return ""
+    packages = sorted({PACKAGE_OF[n] for n in missing}, key=DEBIAN_PACKAGES.index)
+    train = [n for n in TRAIN_PHOTOS if n not in missing]
+    held = [n for n in HELD_OUT if n not in missing]
+    line = (f"note: {len(missing)} of the {len(DEBIAN_PHOTOS)} Debian wallpaper photos are not installed under "
+            f"{root} ({', '.join(packages)}): the shipped training photos are {len(train)} of {len(TRAIN_PHOTOS)}, "
+            f"the held-out set {len(held)} of {len(HELD_OUT)} photos, so training and evaluation figures are "
+            f"not comparable with README.md's and docs/RESULTS.md's; to install them: "
+            f"apt-get install {' '.join(DEBIAN_PACKAGES[:3])}")
+    if root not in _told:
+        _told.add(root)
+        print(line, file=sys.stderr, flush=True)
+    return line
 
 
 def photo(name):
@@ -135,7 +185,8 @@ def photo(name):
     if name in DEBIAN_PHOTOS:
         path = debian_path(name)
         if path is None:
-            raise InputError(f"photo {name!r} is not installed: apt-get install {' '.join(DEBIAN_PACKAGES)}")
+            raise InputError(f"photo {name!r} is not installed under {debian_root()}: "
+                             f"apt-get install {PACKAGE_OF[name]}")
         return read_image(path, MAX_SIDE)
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_images

@@ -475,10 +475,7 @@ def main():
         fail("--device=cuda: no CUDA GPU here")
     torch.set_num_threads(threads)
     names = training_photos() if which != "tiny-shapes" else {}  # the shapes world draws its own
-    missing = sorted(set(catalogue.TRAIN_PHOTOS) - set(names)) if names and not pip_only else []
-    if missing:
-        print(f"note: {len(missing)} training photos are not installed ({', '.join(missing[:3])}, ...): "
-              f"apt-get install {' '.join(catalogue.DEBIAN_PACKAGES)}")
+    # where Debian's photos are missing, catalogue.available has said so on stderr
     for kind in (["tiny-flux", "tiny-wan"] if which == "both" else [which]):
         folder, wdir = os.path.join(out, kind), os.path.join(work, kind)
         os.makedirs(folder, exist_ok=True)

@@ -54,6 +54,7 @@ vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 o
 fps = 0.0             # output fps for a folder of frames (0: 8)
 progress = True       # progress bars on stderr
 threads = 0           # torch CPU threads (0: torch's default)
+max_pixels = media.MAX_PIXELS  # a frame of more pixels is refused before any work (memory grows with them); 0: no limit
 low_memory = False    # the frozen transformer in 4 bits (lowbits.LOW_MEMORY), text encoders and VAE offloaded: FLUX on a 12 GB GPU
 ALIASES = {"bridge": "bridge_name"}
 
@@ -212,6 +213,36 @@ def restore(bb, x, prompts, bridge_name, t0, decode=extensions.PAPER_DECODE, win
     return acc / norm[:, None, None]
 
 
+def restore_windows(bb, read, n, prompts, bridge_name, t0, decode=extensions.PAPER_DECODE, window=0, desc="",
+                    **sampler):
+    """A clip of n frames read a window at a time, read(first, count) -> [3, count, H, W], restored
+    as restore() restores it whole (the same frames): yields the restored frames in order, each
+    as soon as no later window touches it. Memory is a function of the window, not of n."""
+    chunk, size = sampler.get("chunk", 16), window or bb.window
+    if not bb.video or n <= size:  # frames in bounded batches through an image backbone, or one window
+        for i in range(0, n, chunk if not bb.video else n):
+            yield restore(bb, read(i, chunk if not bb.video else n), prompts, bridge_name, t0, decode, window, desc,
+                          **sampler)
+        return
+    origins = tiles.frame_windows(n, size)
+    r = tiles.ramp(len(origins), size, max(1, (size - 1) // 8))
+    acc = norm = None  # frames [lo, lo + acc.shape[1]) still to be written
+    lo = 0
+    for j, o in enumerate(origins):
+        y = restore(bb, read(o, size), prompts, bridge_name, t0, decode, window, f"{desc} frames {o}-{o + size - 1}",
+                    **sampler)
+        if acc is None:
+            acc, norm = torch.zeros_like(y[:, :0]), torch.zeros(0, device=y.device)
+        grow = o + size - lo - acc.shape[1]  # new frames, zero until a window adds to them
+        acc = torch.cat([acc, acc.new_zeros(acc.shape[0], grow, *acc.shape[2:])], dim=1)
+        norm = torch.cat([norm, norm.new_zeros(grow)])
+        acc[:, o - lo:] += y * r[:, None, None].to(y.device)
+        norm[o - lo:] += r.to(y.device)
+        done = (origins[j + 1] if j + 1 < len(origins) else n) - lo
+        yield acc[:, :done] / norm[:done, None, None]
+        acc, norm, lo = acc[:, done:], norm[done:], lo + done
+
+
 def collect_inputs(paths, video=False):
     """-> [(source path, kind)] with kind 'image', 'video' or 'frames' (a folder as one clip)."""
     items = []
@@ -297,6 +328,8 @@ def main(paths):
         if os.path.realpath(o) in inputs:
             fail(f"output {o} would overwrite the input; choose another --out")
     writable({os.path.dirname(o) or "." for _, _, o in plan})
+    for s, kind, _ in plan:  # from the headers, before anything loads
+        media.check_pixels(media.list_images(s)[0] if kind == "frames" else s, max_pixels)
     is_video = any(kind != "image" for _, kind, _ in plan)
     plan = plan[ddp.rank()::ddp.world()]  # torchrun: each process takes every world()-th input
     if not plan:
@@ -315,6 +348,9 @@ def main(paths):
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
         if kind == "image":
             x, rate = media.read_image(s), None
+        elif kind == "video" and not s.lower().endswith(".gif"):  # read, restored and written a window at a time
+            frames, rate = media.video_length(s)
+            x = None
         elif kind == "video":
             x, rate = media.read_video(s)
         else:
@@ -322,15 +358,22 @@ def main(paths):
             if len({tuple(f.shape) for f in frames}) != 1:
                 raise media.InputError(f"{s}: the frames differ in size")
             x, rate = torch.stack(frames, dim=1), fps or 8.0
-        y = restore(bb, x, prompts, bridge_, t0_, decode, window, os.path.basename(os.path.normpath(s)),
-                    steps=steps, seed=seed, tile=tile, chunk=chunk, progress=progress)
+        run = dict(prompts=prompts, bridge_name=bridge_, t0=t0_, decode=decode, window=window,
+                   desc=os.path.basename(os.path.normpath(s)), steps=steps, seed=seed, tile=tile, chunk=chunk,
+                   progress=progress)
         os.makedirs(os.path.dirname(o) or ".", exist_ok=True)
-        if x.ndim == 4:
-            media.write_video(o, y, rate)
+        if x is None:
+            read = lambda first, count, s=s: media.read_window(s, first, count)  # noqa: E731
+            media.write_video(o, restore_windows(bb, read, frames, **run), rate)
+            same = ""
         else:
-            media.write_image(o, y)
+            y = restore(bb, x, **run)
+            if x.ndim == 4:
+                media.write_video(o, y, rate)
+            else:
+                media.write_image(o, y)
+            same = f"; {extensions.UNCHANGED}" if torch.equal(x, y) else ""
         who = f"[rank {ddp.rank()}] " if ddp.world() > 1 else ""
-        same = f"; {extensions.UNCHANGED}" if torch.equal(x, y) else ""
         # one write per line, newline included: ranks share stdout
         sys.stdout.write(f"{who}{s} -> {o} ({how}{same})\n")
         sys.stdout.flush()

@@ -176,6 +176,17 @@ def test_bad_requests_get_one_line_naming_the_upload(page, tmp_path):
     assert "different T0" in mixed and 'set T0 under "advanced"' in mixed and "--t0" not in mixed
 
 
+def test_an_upload_above_max_pixels_is_refused_before_it_is_read(page, monkeypatch):
+    app, photo = page  # 96 x 64 px
+    monkeypatch.setattr(app, "max_pixels", 96 * 64 - 1)
+    with pytest.raises(gr.Error) as e:
+        app.restore(photo, ["haze"], 2, 0, 0, False)
+    assert e.value.message.startswith("photo.png: 96x64 px") and e.value.message.endswith(
+        "to restore it anyway: python app.py --max_pixels=6144")
+    monkeypatch.setattr(media, "read_image", None)  # never read: refused from the header
+    assert app.show_input(photo)[2] is None  # shown as a warning, the photo not taken
+
+
 # ------------------------------------------------------- slow: python app.py, as a user runs it
 
 @pytest.mark.slow

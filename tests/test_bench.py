@@ -62,13 +62,14 @@ def test_arch_bench_without_a_gpu_says_so_in_one_line(monkeypatch, capsys):
 @pytest.mark.slow
 def test_default_bench_prints_its_table():
     # python bench.py (the tiny default on the CPU), at small sizes: every ratio row is printed
-    code, outp, err = run_here("bench.py", "--size=32", "--photo_size=64", "--repeats=1", "--steps=2",
+    code, outp, err = run_here("bench.py", "--size=32", "--photo_size=64", "--repeats=1", "--steps=2", "--big_photo=72x48",
                                f"--threads={torch.get_num_threads()}")
     assert code == 0, err
     table = outp.split("target\n", 1)[1].splitlines()
     want = ["train step / forward", "restore 32px / (2 calls x one call)", "the same, detail kept / plain decode",
             "mix 2 prompts / 1 prompt", "mix 3 prompts / 1 prompt", "restore a 64x64 photo",
-            "the same, coarse prompt / plain"]  # tiny-flux keeps detail and trains coarse prompts (extensions.py)
+            "the same, coarse prompt / plain", "restore a 72x48 photo, sample.py (s)", "its peak memory (GiB)",
+            "seconds per megapixel"]  # tiny-flux keeps detail and trains coarse prompts (extensions.py)
     assert len(table) == len(want)
     for line, name in zip(table, want):
         assert line.strip().startswith(name), (line, name)

@@ -10,6 +10,7 @@ import pairs
 import photos
 
 
+@pytest.mark.catalogue
 def test_degradations_are_seeded_bounded_and_change_the_image():
     x = photos.eval_crops(64, 1)[0][1]
     for task in degrade.TASKS:
@@ -22,6 +23,7 @@ def test_degradations_are_seeded_bounded_and_change_the_image():
         assert not torch.equal(a, c), task  # parameters are random
 
 
+@pytest.mark.catalogue
 def test_degradation_directions():
     x = photos.eval_crops(64, 1)[0][1]
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
@@ -46,6 +48,7 @@ def test_unknown_task():
         degrade.degrade("fog", torch.rand(3, 8, 8), torch.Generator())
 
 
+@pytest.mark.catalogue
 def test_held_out_photos_are_not_training_photos():
     assert not set(photos.HELD_OUT) & set(photos.TRAIN_PHOTOS)
     crops = photos.eval_crops(64, 4)
@@ -136,6 +139,7 @@ def test_read_image_converts_palette_and_cmyk_and_shrinks(tmp_path):
     assert media.read_image(str(tmp_path / "p.png"), max_side=20).shape == (3, 20, 30)
 
 
+@pytest.mark.catalogue
 def test_debian_photos_are_named_and_held_out_ones_are_real_photos():
     assert set(photos.HELD_OUT_DEBIAN) <= set(photos.DEBIAN_PHOTOS)
     assert all(photos.DEBIAN_PHOTOS[n].startswith("a photo") for n in photos.HELD_OUT_DEBIAN)
@@ -145,3 +149,21 @@ def test_debian_photos_are_named_and_held_out_ones_are_real_photos():
     if missing:
         with pytest.raises(media.InputError, match="apt-get install"):
             photos.photo(missing[0])
+
+
+@pytest.mark.catalogue
+def test_missing_debian_photos_are_said_once_with_what_changes(tmp_path, monkeypatch, capsys):
+    # the catalogue read from another root: one photo of ukui-wallpapers there, the rest missing
+    (tmp_path / "backgrounds").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "backgrounds" / "calla.png")
+    monkeypatch.setenv(photos.ROOT_VARIABLE, str(tmp_path))
+    assert photos.available(["astronaut", "calla", "Path"]) == ["astronaut", "calla"]
+    assert photos.photo("calla").shape == (3, 48, 64)
+    photos.available(photos.TRAIN_PHOTOS)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"note: 61 of the {len(photos.DEBIAN_PHOTOS)} Debian wallpaper photos")
+    held = len(photos.HELD_OUT_PIP)
+    assert f"training photos are {len(photos.PIP_PHOTOS) + 1} of 73, the held-out set {held} of 8" in err
+    assert "not comparable" in err and "apt-get install plasma-workspace-wallpapers" in err
+    with pytest.raises(media.InputError, match="apt-get install lomiri-wallpapers-16.04"):
+        photos.photo("life_by_Aitzol_Berasategi")

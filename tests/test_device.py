@@ -158,6 +158,7 @@ def test_vae_precision_policy():
         backbones.dtypes("cpu", "fp16")
 
 
+@pytest.mark.catalogue
 @pytest.mark.skipif(not backbones.os.path.isdir(backbones.TINY["tiny-flux"]), reason="shipped weights absent")
 def test_bf16_vae_keeps_the_trained_tiny_vaes_output():
     # why bf16 is the GPU default: on the trained tiny VAE, bf16 loses at most a tenth of a dB

@@ -139,6 +139,7 @@ EVAL = ["--count=1", "--size=32", "--pictures=0"]
 CHOOSE = ["--count=1", "--size=32", "--keep_detail=0,1", "--decoded_above=0", "--min_change=0"]
 
 
+@pytest.mark.catalogue
 def test_train_bad_inputs(random_tiny, folder):
     bbf = f"--backbone={random_tiny['tiny-flux']}"
     bad(folder, "train.py", "--task=fog", bbf, *TRAIN, f"--out={folder / 'ok.png'}", match="unknown task 'fog'")
@@ -154,6 +155,7 @@ def test_train_bad_inputs(random_tiny, folder):
     bad(folder, "train.py", bbf, *TRAIN, f"--out={folder / 'ok.png'}", match="is a file; train.py writes a folder")
 
 
+@pytest.mark.catalogue
 def test_eval_and_choose_decode_bad_inputs(random_tiny, prompts, folder):
     bbf = f"--backbone={random_tiny['tiny-flux']}"
     bad(folder, "eval.py", "--paper", "--min_change=0.1", bbf, *EVAL, match="are extensions; --paper decodes")
@@ -169,6 +171,7 @@ def test_eval_and_choose_decode_bad_inputs(random_tiny, prompts, folder):
         match="prompt file not found")
 
 
+@pytest.mark.catalogue
 def test_each_script_as_a_process(random_tiny, prompts, folder):
     # the exit code and stderr of a real process: after a backbone and a prompt were loaded
     # (sample.py), at the command line's parsing (train.py), and before anything loads

@@ -73,6 +73,7 @@ def test_eval_writes_csv_json_and_table(random_tiny, clean_folder, tmp_path):
     assert (pic[:, :, :32] - deg).abs().max() <= 0.5 / 255 + 1e-6
 
 
+@pytest.mark.catalogue
 def test_vae_only_rows(random_tiny, tmp_path):
     # the VAE's ceiling alone, at any size: no prompt is needed (none is looked up)
     code, outp, err = run_here("eval.py", "--vae_only", "--prompts=no/such.safetensors", f"--backbone={random_tiny['tiny-flux']}",

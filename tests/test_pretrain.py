@@ -28,6 +28,7 @@ def test_pretrain_smoke_makes_loadable_backbones(tmp_path):
         assert (folder / "samples.png").is_file()
 
 
+@pytest.mark.catalogue
 def test_held_out_photos_never_in_training_sources(monkeypatch):
     # record every photo that pre-training and prompt training read (a small stand-in is read
     # instead: the names are what matters, and decoding 70 wallpapers of up to 6000 px is not)

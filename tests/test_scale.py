@@ -35,10 +35,12 @@ def test_wan_restores_480x832_in_two_tiles_of_its_training_size_with_its_vae_in_
         assert [s["hidden_states"] for s in seen] == [(2, 16, 9, 60, 60)] * 2  # two tiles, one window
 
 
-def test_tiny_backbones_keep_their_plain_vae():
-    for kind in ("tiny-flux", "tiny-wan"):
+def test_tiny_backbones_tile_their_vae_above_their_vae_tile():
+    # the VAE's memory is a function of its tile: 512 px on tiny-flux, 256 px on tiny-wan
+    for kind, side in (("tiny-flux", 512), ("tiny-wan", 256)):
         bb = backbones.random_backbone(kind, "meta")
-        assert not bb.vae_tiling and not bb.vae.use_tiling and bb.train_batch == 4
+        assert bb.vae.use_tiling and bb.vae_tile == side and bb.train_batch == 4
+    assert bb.vae.tile_sample_min_height == bb.vae.tile_sample_min_width == 256
 
 
 def test_a_clip_through_an_image_backbone_goes_in_bounded_batches(flux_bb):
@@ -61,3 +63,94 @@ def test_a_bad_tile_is_a_one_line_error(random_tiny, tmp_path, tile):
     assert code == 2 and err.strip() == f"error: --tile={tile}: {random_tiny['tiny-flux'].rstrip('/').split('/')[-1]} " \
                                         f"needs a multiple of 8 px"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+# ------------------------------------------------------------- memory: a function of the tile
+
+def test_a_clip_restored_window_by_window_is_the_clip_restored_whole(random_tiny):
+    # sample.py reads, restores and writes a clip a window at a time: the same frames as whole
+    for kind, chunk in (("tiny-wan", 16), ("tiny-flux", 4)):
+        bb = backbones.load(random_tiny[kind], device="cpu")
+        p = bb.new_prompt(task="a")
+        x = torch.rand(3, 21, 24, 32, generator=torch.Generator().manual_seed(0))
+        kw = dict(steps=1, chunk=chunk, progress=False)
+        reads = []
+
+        def read(first, count):
+            reads.append(count)
+            return x[:, first:first + count]
+        parts = list(sample.restore_windows(bb, read, 21, [p], "ebr", 0.2, **kw))
+        assert torch.equal(torch.cat(parts, dim=1), sample.restore(bb, x, [p], "ebr", 0.2, **kw)), kind
+        assert max(reads) <= max(bb.window, chunk) and len(parts) > 1, (kind, reads)
+
+
+def test_frames_are_read_and_written_in_windows(tmp_path):
+    import media
+    x, fps = media.read_video("examples/clip_rain.mp4")
+    assert media.video_length("examples/clip_rain.mp4") == (x.shape[1], fps)
+    for first, count in ((0, 5), (5, 9), (12, 9)):
+        assert torch.equal(media.read_window("examples/clip_rain.mp4", first, count), x[:, first:first + count])
+    media.write_video(str(tmp_path / "whole.mp4"), x, fps)
+    media.write_video(str(tmp_path / "windows.mp4"), (x[:, i:i + 5] for i in range(0, x.shape[1], 5)), fps)
+    assert (tmp_path / "whole.mp4").read_bytes() == (tmp_path / "windows.mp4").read_bytes()
+
+    def broken():
+        yield x[:, :5]
+        raise RuntimeError("a window failed")
+    with pytest.raises(RuntimeError):
+        media.write_video(str(tmp_path / "broken.mp4"), broken(), fps)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.mp4", "windows.mp4"]  # nothing half-written
+
+
+def test_an_input_above_max_pixels_is_refused_up_front(random_tiny, tmp_path):
+    import media
+    src = tmp_path / "in.png"
+    media.write_image(str(src), torch.rand(3, 30, 40))
+    code, outp, err = run_here("sample.py", str(src), "--tasks=haze", f"--backbone={random_tiny['tiny-flux']}",
+                               "--max_pixels=1000", "--prompts_dir=/nowhere")
+    assert code == 2 and not outp and err.count("\n") == 1
+    assert err.startswith(f"error: {src}: 40x30 px (0.0 MP a frame) is above the limit of 1000 px")
+    assert err.strip().endswith("to restore it anyway: --max_pixels=1200")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+    assert media.MAX_PIXELS >= 12_000_000  # a phone photo passes
+
+
+def peak_run(*args):
+    """(exit code, stderr, peak resident memory in GiB) of `python args` run from the repo."""
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    with open(os.devnull, "w") as null:
+        p = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=null, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS="2"))
+        err = p.stderr.read()
+        _, status, usage = os.wait4(p.pid, 0)  # this child's own peak (ru_maxrss: KiB)
+    return os.waitstatus_to_exitcode(status), err, usage.ru_maxrss / 2**20
+
+
+@pytest.mark.slow
+def test_memory_is_a_function_of_the_tile_not_of_the_input(tmp_path):
+    import media
+    from PIL import Image
+    # 12000 x 12000: refused from its header, in one line that says how to raise the limit
+    Image.new("RGB", (12000, 12000)).save(tmp_path / "big.png")
+    code, err, peak = peak_run("sample.py", str(tmp_path / "big.png"), "--tasks=haze")
+    assert code == 2 and err.count("\n") == 1 and "to restore it anyway: --max_pixels=144000000" in err, err
+    assert peak < 1.5, peak  # the imports; the image is never decoded
+    # a 3 MP photo (3.4 GB with an untiled VAE) in tiles, one sampler step
+    media.write_image(str(tmp_path / "photo.png"), media.resize(torch.rand(3, 150, 200), 1500, 2000))
+    code, err, peak = peak_run("sample.py", str(tmp_path / "photo.png"), "--tasks=haze", "--steps=1", "--progress=false")
+    assert code == 0 and peak < 1.5, (err, peak)
+    # a clip ten times longer takes no more memory: read, restored and written a window at a time
+    g = torch.Generator().manual_seed(0)
+    peaks = []
+    for n in (40, 400):
+        clip = media.resize(torch.rand(3, n, 8, 8, generator=g), 64, 64)
+        media.write_video(str(tmp_path / f"clip{n}.mp4"), clip, 8.0)
+        code, err, peak = peak_run("sample.py", str(tmp_path / f"clip{n}.mp4"), "--tasks=rain", "--steps=1",
+                                   "--progress=false")
+        assert code == 0, err
+        assert media.video_length(str(tmp_path / f"clip{n}_restored_rain.mp4"))[0] == n
+        peaks.append(peak)
+    assert peaks[1] < peaks[0] + 0.1, peaks
