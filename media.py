@@ -221,9 +221,16 @@ def write_video(path, clip, fps):
                     raise OSError(f"reads back with {getattr(im, 'n_frames', 1)} frames of {written[0]}")
     else:
         def write(tmp):  # ffmpeg quiet: its failures are found by the check, and said in one line
-            w = None
+            w, it = None, iter(windows)
             try:
-                for c in windows:
+                while True:
+                    try:
+                        c = next(it)
+                    except StopIteration:
+                        break
+                    except Exception as e:  # the restoration's own error, not the writer's: said as it is
+                        e.upstream = True
+                        raise
                     a = _bytes(_finite(path, c))
                     if w is None:
                         odd = {"pixelformat": "yuv444p"} if a.shape[1] % 2 or a.shape[2] % 2 else {}
@@ -264,7 +271,7 @@ def atomic(path, write, check):
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(e, Exception) and not isinstance(e, InputError):
+        if isinstance(e, Exception) and not isinstance(e, InputError) and not getattr(e, "upstream", False):
             reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
             raise OSError(f"{path}: could not be written ({reason}); nothing was left there") from None
         raise

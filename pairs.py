@@ -285,22 +285,31 @@ def iter_pairs(source, task, n, size, frames, g, video=False, clean=None, any_la
     with input/ and gt/ (paired), a folder of clean images or videos (degraded synthetically), a .json
     list in the authors' format, or 'generate' with the clean images passed in `clean` (a list of tensors).
     """
+    if source in ("shapes-val", "shapes-test", "heldout"):
+        return _fixed(source, task, n, size, frames, video)
+    its, synthetic = items(source, task, any_label, data_root, clean)  # here: a bad source refused before any work
+    return _drawn(source, its, synthetic, task, n, size, frames, g, video)
+
+
+def _fixed(source, task, n, size, frames, video):
+    """The evaluation pairs: pair i degraded by its own seed 1000 + i (every method sees the same)."""
     from degrade import degrade
-    if source in ("shapes-val", "shapes-test"):  # image i of the split, degraded by its own seed
-        for i in range(n or 128):
-            gi = torch.Generator().manual_seed(1000 + i)
-            x = shapes.draw(shapes.index(source.split("-")[1], i))[0]
-            yield degrade(task, x, gi), x
-        return
     if source == "heldout":
-        for i, (name, img) in enumerate(photos.eval_crops(size)):
+        for i, (_, img) in enumerate(photos.eval_crops(size)):
             if n and i >= n:
                 return
             gi = torch.Generator().manual_seed(1000 + i)
             x = camera_clip(img, size, frames, gi) if video else img
             yield degrade(task, x, gi), x
         return
-    its, synthetic = items(source, task, any_label, data_root, clean)
+    for i in range(n or 128):  # image i of the shapes world's split
+        gi = torch.Generator().manual_seed(1000 + i)
+        x = shapes.draw(shapes.index(source.split("-")[1], i))[0]
+        yield degrade(task, x, gi), x
+
+
+def _drawn(source, its, synthetic, task, n, size, frames, g, video):
+    """n pairs of items drawn with g, each a fresh crop (and degradation) of an item."""
     loaded = {}  # the photos, kept as uint8 when first drawn (73 photos: 0.8 GB); other files read per draw
     for _ in range(n):
         i = torch.randint(len(its), (), generator=g).item()

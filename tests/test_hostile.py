@@ -141,11 +141,18 @@ def test_an_unwritable_out_is_found_before_the_work(flux, folder):  # noqa: F811
 
 
 def test_a_failed_write_leaves_nothing_and_says_so(flux, folder, monkeypatch):  # noqa: F811
-    import imageio.v3 as iio
+    import imageio.v2 as iio2
 
-    def broken_encoder(path, *a, **k):  # exits "well" having written a file without its moov atom
-        open(path, "wb").write(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)
-    monkeypatch.setattr(iio, "imwrite", broken_encoder)
+    class BrokenEncoder:  # exits "well" having written a file without its moov atom
+        def __init__(self, path, *a, **k):
+            self.path = path
+
+        def append_data(self, frame):
+            pass
+
+        def close(self):
+            open(self.path, "wb").write(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)
+    monkeypatch.setattr(iio2, "get_writer", BrokenEncoder)
     with pytest.raises(OSError, match="c.mp4: could not be written \\(the encoder wrote 0 of 5 frames"):
         media.write_video(str(folder / "c.mp4"), torch.rand(3, 5, 16, 16), 8.0)
     monkeypatch.undo()
