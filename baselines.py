@@ -240,10 +240,12 @@ def save_unet(net, path, **meta):
     pairs the output moves by at most 0.002 dB. Training checkpoints (*.ckpt.pt) stay fp32."""
     meta = {k: str(v) for k, v in meta.items()}
     meta.update(format="unet-baseline", widths=",".join(map(str, net.widths)))
-    tmp = f"{path}.tmp{os.getpid()}"
-    save_file({k: v.detach().half().cpu().contiguous() for k, v in net.state_dict().items()}, tmp, metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    tensors = {k: v.detach().half().cpu().contiguous() for k, v in net.state_dict().items()}
+
+    def write(tmp):
+        save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)
+    media.atomic(path, write, load_file)  # re-read before the rename
 
 
 def load_unet(path, device="cpu"):
@@ -320,10 +322,10 @@ def main_choose(name, size_, frames_, vid):
     stored = json.load(open(path)) if os.path.isfile(path) else {}
     stored[task] = dict(method=label, settings=ranked[0][0], data=data_source, pairs=len(pair_list),
                         size=size_, seed=seed, psnr=round(ranked[0][1]["psnr"], 4), ssim=round(ranked[0][1]["ssim"], 4))
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(stored, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(stored, f, indent=1, sort_keys=True)
+    media.atomic(path, write, lambda tmp: json.load(open(tmp)))  # re-read before the rename
     print(f"wrote {path}")
 
 

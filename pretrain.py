@@ -96,9 +96,8 @@ def levels(img, lo):
 
 
 def save_state(path, state):
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a run killed mid-save keeps the last checkpoint
+    """Atomic and re-read before the rename: a run killed mid-save keeps the last checkpoint."""
+    media.atomic(path, lambda tmp: torch.save(state, tmp), lambda tmp: torch.load(tmp, weights_only=False))
 
 
 def load_state(path):
