@@ -2,7 +2,8 @@
 clip at a time, float8 is cast before the transformer reaches a device, the cached pool keeps
 latents and never all pairs' pixels, every backbone restores in tiles of its training size, a
 low-memory load stores the weights as it reads them, a streamed video pair reads only its frames,
-and the docs give the tiles the code uses."""
+and the docs give the tiles the code uses; a random backbone with a storage is stored before it
+reaches the device."""
 import copy
 import re
 import weakref
