@@ -447,7 +447,9 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
     with random weights and a random null context of the right shape: no download. Built on the
     device directly (a 12 B model in seconds on a GPU; shapes only on the meta device), in the
     dtypes from_pretrained gives: the class's fp32 modules stay fp32. dtype overrides the device's.
-    storage: as load's (on the meta device the weights keep their 16 bits: shapes only)."""
+    storage: as load's (on the meta device the weights keep their 16 bits: shapes only); the model is
+    then built on the CPU and stored as it moves, so the 16-bit transformer never reaches the device
+    whole (the host holds it: FLUX 22 GiB)."""
     import tiny
     real = kind in ARCH
     if kind not in ARCH and kind not in TINY:
@@ -460,8 +462,9 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
                                        pooled=tiny.FLUX_TRANSFORMER["pooled_projection_dim"])
     torch.manual_seed(seed)
     default = torch.get_default_dtype()
+    build = torch.device("cpu") if storage and device.type != "meta" else device  # stored before it moves
     try:
-        with torch.device(device):
+        with torch.device(build):
             torch.set_default_dtype(dtype)
             tf = (FluxTransformer2DModel if flux else WanTransformer3DModel)(**cfg["transformer"])
             torch.set_default_dtype(vae_dtype)
@@ -472,7 +475,7 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
         if any(k in name.split(".") for k in tf._keep_in_fp32_modules or []):
             q.data = q.data.to(torch.float32)
     if storage:
-        tf, vae = store(tf, storage, device), offloaded(vae.to(device), device, storage)
+        tf, vae = store(tf, storage, device), offloaded(vae, device, storage)
     length = CONTEXT_LEN[kind] if real else tiny.ARCH[kind][2]
     width = tf.config.joint_attention_dim if flux else tf.config.text_dim
     g = torch.Generator().manual_seed(seed + 1)

@@ -15,7 +15,8 @@ fp32 and bf16, tiles or windows, mixing. Without a GPU --arch=flux|wan says so a
 GPU (or for tiny-* anywhere) training and restoring in low memory beside bf16 with checkpointing.
 --arch=... --plan: the planned peak memory of training and restoring (plan.py), no GPU needed.
 --gpu: FLUX and Wan at the defaults and with --low_memory, planned beside measured, one table into
-docs/RESULTS.md; --gpu --dry: the same on the tiny architectures at 16 px on the CPU.
+docs/RESULTS.md, and `torchrun --nproc_per_node=2 train.py` on the one GPU (the two ranks on gloo);
+--gpu --dry: the same on the tiny architectures at 16 px on the CPU.
 """
 import contextlib
 import copy
@@ -407,6 +408,27 @@ def measure_row(kind, job, storage, ckpt, b, size, dev, n, steps, bbs, g):
     return peak, secs, alone / (steps * one), f"sampler / ({steps} calls on {len(boxes)} tiles)", "<= 1.15"
 
 
+def torchrun_row(dev, train_steps=2):
+    """`torchrun --standalone --nproc_per_node=2 train.py` for a few steps of a random tiny-flux on
+    `dev` (both ranks on one GPU, so ddp picks gloo): (what, seconds, exit code, whether it trained)."""
+    import tiny
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as d:
+        tiny.save(os.path.join(d, "tiny-flux"), tiny.build("tiny-flux"), "tiny-flux")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
+               "--task=haze", f"--backbone={d}/tiny-flux", f"--steps={train_steps}", "--pool=6", "--val_pairs=2",
+               "--batch=2", "--size=32", "--threads=1", f"--val_every={train_steps}", f"--out={d}/run"]
+        cmd += ["--device=cpu"] if dev.type == "cpu" else []  # on a GPU each rank takes cuda:LOCAL_RANK % 1
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=here, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        secs = time.perf_counter() - t
+        ok = proc.returncode == 0 and "x 2 processes" in proc.stdout and os.path.isfile(f"{d}/run/haze.safetensors")
+    if not ok:
+        print((proc.stdout + proc.stderr)[-2000:], file=sys.stderr)
+    what = f"torchrun --nproc_per_node=2 train.py, {train_steps} steps at 32 px, 2 processes on one {dev.type.upper()} (gloo)"
+    return what, secs, proc.returncode, ok
+
+
 def main_gpu():
     """FLUX and Wan (--dry: tiny-flux and tiny-wan at 16 px on the CPU) with random weights, at the
     defaults and with --low_memory: a few training steps, a restore of a 1024 x 1024 photo and of a
@@ -430,6 +452,11 @@ def main_gpu():
     for kind in kinds:
         print(f"{kind} on {where}:", flush=True)
         rows += [(kind,) + r for r in measure_rows(kind, dev, n, sampler_steps)]
+    if cuda and not dry:
+        torch.cuda.empty_cache()  # the backbones above freed: the GPU is the two ranks'
+    print("torchrun on " + where + ":", flush=True)
+    run_what, run_secs, run_code, run_ok = torchrun_row(dev)
+    print(f"  {run_what}: {run_secs:.1f} s, {'trained' if run_ok else f'failed (exit {run_code})'}", flush=True)
     gib = lambda b: f"{b / 2**30:.2f}" if b >= 2**28 else f"{b / 2**20:.1f} MiB"  # noqa: E731
     lines = [f"## One GPU: `bench.py --gpu`{' --dry' if dry else ''}", "",
              f"{datetime.date.today()}, `python bench.py --gpu{' --dry' if dry else ''}` on {where}, torch {torch.__version__}, "
@@ -442,6 +469,8 @@ def main_gpu():
             lines.append(f"| {kind} | {name} | {gib(planned)} | {what} | - | - | {target} |")
         else:
             lines.append(f"| {kind} | {name} | {gib(planned)} | {gib(peak)} | {secs:.2f} | {what}: {ratio:.2f} | {target} |")
+    lines.append(f"| tiny-flux | {run_what} | - | - | {run_secs:.2f} | "
+                 f"{'trained, exit 0' if run_ok else f'failed, exit {run_code}'} | exit 0 |")
     text = open(results).read() if os.path.isfile(results) else ""
     head = f"## One GPU: `bench.py --gpu`{' --dry' if dry else ''}"
     if head in text:  # the section replaced, up to the next one

@@ -5,7 +5,7 @@ and the few collectives training needs. With no launcher every function is the 1
     torchrun --nproc_per_node=4 sample.py folder/ --tasks=rain   # the folder's files shared out
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; init() joins the group
-they describe (nccl on CUDA, gloo on CPU).
+they describe (nccl on CUDA, gloo on CPU and where ranks share a GPU, which nccl refuses).
 """
 import os
 
@@ -36,12 +36,18 @@ def device(asked=None):
     return torch.device("cpu")
 
 
+def backend(dev):
+    """nccl when each of this node's ranks has a GPU of its own; gloo on the CPU and when ranks share one."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world()))
+    return "nccl" if dev.type == "cuda" and local <= torch.cuda.device_count() else "gloo"
+
+
 def init(dev):
     """Join torchrun's process group (a no-op for one process)."""
     if world() > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend(dev))
 
 
 def finish():
@@ -53,7 +59,7 @@ def finish():
 def sum_(x):
     """The sum over the joined ranks of a tensor (in place; returned; x itself with one process). With two ranks a + b == b + a
     exactly, so the result is bit-identical to adding the two in one process."""
-    if dist.is_initialized():
+    if dist.is_initialized():  # gloo sums CUDA tensors too (ranks sharing a GPU)
         dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
 

@@ -172,3 +172,14 @@ def test_bf16_vae_keeps_the_trained_tiny_vaes_output():
         bb.vae.to(dt)
         psnr[dt] = [metrics.metrics(sample.from_latents(bb, sample.to_latents(bb, c), c), c)["psnr"] for c in crops]
     assert all(b > a - 0.5 for a, b in zip(psnr[torch.float32], psnr[torch.bfloat16])), psnr
+
+
+def test_ranks_sharing_a_gpu_join_on_gloo(monkeypatch):
+    import ddp
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert ddp.backend(torch.device("cuda", 0)) == "gloo"  # nccl refuses two ranks on one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert ddp.backend(torch.device("cuda", 0)) == "nccl"
+    assert ddp.backend(torch.device("cpu")) == "gloo"

@@ -2,7 +2,8 @@
 clip at a time, float8 is cast before the transformer reaches a device, the cached pool keeps
 latents and never all pairs' pixels, every backbone restores in tiles of its training size, a
 low-memory load stores the weights as it reads them, a streamed video pair reads only its frames,
-and the docs give the tiles the code uses."""
+and the docs give the tiles the code uses; a random backbone with a storage is stored before it
+reaches the device."""
 import copy
 import re
 import weakref
@@ -54,6 +55,30 @@ def test_float8_is_cast_before_the_transformer_moves(flux_bb):
     assert moved and max(moved) == planned < 0.6 * full
     assert all(q.device.type == "meta" for q in out.parameters())
     assert any(q.dtype == torch.float8_e4m3fn for q in out.parameters())
+
+
+def test_a_random_stored_backbone_is_stored_before_it_reaches_the_device(monkeypatch):
+    seen = {}  # the transformer as store gets it, and the bytes that then move
+
+    class Reached(Exception):
+        pass
+
+    def watched_store(tf, storage, device):
+        seen["on"] = {q.device.type for q in tf.parameters()}
+        seen["full"], moved, to = lowbits.stored_bytes(tf), [], tf.to
+        tf.to = lambda *a, **k: moved.append(lowbits.stored_bytes(tf)) or to("meta")  # "meta" stands for the GPU
+        out = lowbits.store(tf, storage, device)
+        seen["moved"], seen["fp8"] = moved, any(q.dtype == torch.float8_e4m3fn for q in out.parameters())
+        raise Reached
+    monkeypatch.setattr(backbones, "store", watched_store)
+    try:  # on a CPU-only torch, anything built on "cuda" fails before store is reached
+        backbones.random_backbone("tiny-flux", "cuda", storage="fp8")
+    except Reached:
+        pass
+    except (RuntimeError, AssertionError) as e:
+        pytest.fail(f"the transformer was built on the device: {e}")
+    assert seen["on"] == {"cpu"}
+    assert seen["fp8"] and seen["moved"] and max(seen["moved"]) < 0.7 * seen["full"]  # tiny: its norms' share is larger
 
 
 def test_the_cached_pool_is_made_and_encoded_pair_by_pair(flux_bb, clean_folder, monkeypatch):

@@ -81,5 +81,6 @@ def test_bench_gpu_dry_runs_end_to_end_and_writes_one_table(tmp_path):
     text = results.read_text()
     assert text.startswith("# Results\n\n## Earlier\n\nkept\n") and text.count("## One GPU: `bench.py --gpu` --dry") == 1
     rows = [line for line in text.splitlines() if line.startswith("| tiny-")]
-    assert len(rows) == 12 and all(line.count("|") == 8 for line in rows)
+    assert len(rows) == 13 and all(line.count("|") == 8 for line in rows)
+    assert "torchrun --nproc_per_node=2" in rows[-1] and "trained, exit 0" in rows[-1]  # two ranks, gloo
     assert sum("restore" in line for line in rows) == 4 and sum("--low_memory" in line for line in rows) == 6
