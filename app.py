@@ -38,6 +38,7 @@ backbone = ""         # default: tiny-flux for photos, tiny-wan for clips; or fl
 tasks = ""            # the tasks offered, names or prompt files (default: the shipped prompts of the backbone)
 device = ""           # cuda, cpu, ... (default: cuda when there is one)
 max_pixels = media.MAX_PIXELS  # as in sample.py: an upload whose frames have more pixels is refused before it is read
+max_gif_pixels = media.MAX_GIF_PIXELS  # as in sample.py: a GIF upload (read whole) of more frames x pixels is refused
 low_memory = False    # as in sample.py: the frozen transformer in 4 bits, text encoders and VAE offloaded (a 12 GB GPU)
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -108,24 +109,30 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
     try:
         clip = media.is_video(file)
         media.check_pixels(file, max_pixels, "python app.py --max_pixels")
-        x, fps = media.read_video(file) if clip else (media.read_image(file), None)
+        media.check_gif(file, max_gif_pixels, "python app.py --max_gif_pixels")
+        # a photo or a GIF read whole; any other clip a window at a time, as sample.py does
+        x, fps = media.read_video(file) if media.is_gif(file) else (None if clip else media.read_image(file), None)
         bb = get_backbone(clip)
         prompts, bridge_, t0_, decode = sample.prepare(bb, task_names, bool(paper), t0=float(t0))
-        with LOCK:
-            y = sample.restore(bb, x, prompts, bridge_, t0_, decode, desc=os.path.basename(file),
-                               steps=int(steps), seed=int(seed))
-        gr.Info(f"{os.path.basename(file)}: {bridge_}, T0 {t0_:g}, {int(steps)} steps"
-                + (", the paper's method" if paper else "")
-                + (f"; {extensions.UNCHANGED}" if torch.equal(x, y) else ""))
         # a folder of its own per request: two people restoring "photo.png" never share a file
         out_dir = tempfile.mkdtemp(prefix="restored-", dir=gr.utils.get_upload_folder())
         stem = os.path.splitext(os.path.basename(file))[0]
         out = os.path.join(out_dir, stem + "_restored_" + "+".join(
             os.path.splitext(os.path.basename(n))[0] for n in task_names) + (".mp4" if clip else ".png"))
-        if clip:
+        run = dict(prompts=prompts, bridge_name=bridge_, t0=t0_, decode=decode, desc=os.path.basename(file),
+                   steps=int(steps), seed=int(seed))
+        with LOCK:
+            if x is None:
+                sample.restore_clip(bb, file, out, **run)
+            else:
+                y = sample.restore(bb, x, **run)
+        if x is not None and clip:
             media.write_video(out, y, fps)
-        else:
+        elif x is not None:
             media.write_image(out, y)
+        gr.Info(f"{os.path.basename(file)}: {bridge_}, T0 {t0_:g}, {int(steps)} steps"
+                + (", the paper's method" if paper else "")
+                + (f"; {extensions.UNCHANGED}" if x is not None and torch.equal(x, y) else ""))
     except (ValueError, RuntimeError, OSError, TypeError) as e:  # what fail.guard turns into one line
         if out_dir:  # the writer removed its temporary file; its folder goes too
             shutil.rmtree(out_dir, ignore_errors=True)

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 # a frame's pixels above which sample.py and the page refuse an input before any work: a restore's
 # memory grows with the pixels of a frame (docs/RESULTS.md), never with a clip's length
 MAX_PIXELS = 16_000_000
+# frames x pixels of a GIF above which it is refused before any work: a GIF is read whole (as
+# float32, 12 bytes a pixel, a few copies at once), an mp4 a window at a time
+MAX_GIF_PIXELS = 16_000_000
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".gif")
 
@@ -320,6 +323,25 @@ def check_pixels(path, max_pixels, how="--max_pixels"):
         raise InputError(f"{path}: {w}x{h} px ({w * h / 1e6:.1f} MP a frame) is above the limit of {max_pixels} px "
                          f"({max_pixels / 1e6:g} MP), set so that a restore stays within a few GB of memory; "
                          f"to restore it anyway: {how}={w * h}")
+
+
+def check_gif(path, max_total, how="--max_gif_pixels"):
+    """Refuse up front a GIF of more than max_total frames x pixels (0: no limit): it is read whole.
+    An unreadable one passes: the reader then says what is wrong."""
+    if not (max_total and is_gif(path) and os.path.isfile(path)):
+        return
+    try:
+        n, h, w = video_shape(path)
+    except InputError:
+        return
+    if n * h * w > max_total:
+        raise InputError(f"{path}: {n} frames of {w}x{h} px ({n * h * w:,} pixels in all) is above the limit of "
+                         f"{max_total:,} for a GIF, which is read whole; to restore it anyway: {how}="
+                         f"{n * h * w}, or convert it to mp4, which is read a window at a time")
+
+
+def is_gif(path):
+    return str(path).lower().endswith(".gif")
 
 
 def is_video(path):

@@ -55,6 +55,7 @@ fps = 0.0             # output fps for a folder of frames (0: 8)
 progress = True       # progress bars on stderr
 threads = 0           # torch CPU threads (0: torch's default)
 max_pixels = media.MAX_PIXELS  # a frame of more pixels is refused before any work (memory grows with them); 0: no limit
+max_gif_pixels = media.MAX_GIF_PIXELS  # a GIF (read whole) of more frames x pixels is refused before any work; 0: no limit
 low_memory = False    # the frozen transformer in 4 bits (lowbits.LOW_MEMORY), text encoders and VAE offloaded: FLUX on a 12 GB GPU
 ALIASES = {"bridge": "bridge_name"}
 
@@ -243,6 +244,30 @@ def restore_windows(bb, read, n, prompts, bridge_name, t0, decode=extensions.PAP
         acc, norm, lo = acc[:, done:], norm[done:], lo + done
 
 
+def clip_reader(path, kind="video", fps=0.0):
+    """A clip file (not a GIF) or a folder of frames (kind 'frames', at fps, 0: 8) -> (read, frames,
+    fps) for restore_windows: read(first, count) -> [3, n, H, W], never the whole clip."""
+    if kind != "frames":
+        n, rate = media.video_length(path)
+        return (lambda first, count: media.read_window(path, first, count)), n, rate
+    files, shapes = media.list_images(path), set()
+
+    def read(first, count):
+        frames = [media.read_image(f) for f in files[first:first + count]]
+        shapes.update(tuple(f.shape) for f in frames)
+        if len(shapes) > 1:
+            raise media.InputError(f"{path}: the frames differ in size")
+        return torch.stack(frames, dim=1)
+    return read, len(files), fps or 8.0
+
+
+def restore_clip(bb, src, out_path, kind="video", fps=0.0, **run):
+    """A clip (see clip_reader) restored into the mp4 out_path, read, restored and written a window
+    at a time. run: what restore_windows takes after the frame count."""
+    read, n, rate = clip_reader(src, kind, fps)
+    media.write_video(out_path, restore_windows(bb, read, n, **run), rate)
+
+
 def collect_inputs(paths, video=False):
     """-> [(source path, kind)] with kind 'image', 'video' or 'frames' (a folder as one clip)."""
     items = []
@@ -330,6 +355,7 @@ def main(paths):
     writable({os.path.dirname(o) or "." for _, _, o in plan})
     for s, kind, _ in plan:  # from the headers, before anything loads
         media.check_pixels(media.list_images(s)[0] if kind == "frames" else s, max_pixels)
+        media.check_gif(s, max_gif_pixels)
     is_video = any(kind != "image" for _, kind, _ in plan)
     plan = plan[ddp.rank()::ddp.world()]  # torchrun: each process takes every world()-th input
     if not plan:
@@ -346,26 +372,15 @@ def main(paths):
                                             min_change, prompts_dir)
     how = f"{bridge_}, T0 {t0_:g}, {steps} steps" + (", the paper's method" if paper else "")
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
-        if kind == "image":
-            x, rate = media.read_image(s), None
-        elif kind == "video" and not s.lower().endswith(".gif"):  # read, restored and written a window at a time
-            frames, rate = media.video_length(s)
-            x = None
-        elif kind == "video":
-            x, rate = media.read_video(s)
-        else:
-            frames = [media.read_image(f) for f in media.list_images(s)]
-            if len({tuple(f.shape) for f in frames}) != 1:
-                raise media.InputError(f"{s}: the frames differ in size")
-            x, rate = torch.stack(frames, dim=1), fps or 8.0
+        gif = kind == "video" and media.is_gif(s)  # read whole (up to --max_gif_pixels)
+        x, rate = (media.read_image(s), None) if kind == "image" else media.read_video(s) if gif else (None, None)
         run = dict(prompts=prompts, bridge_name=bridge_, t0=t0_, decode=decode, window=window,
                    desc=os.path.basename(os.path.normpath(s)), steps=steps, seed=seed, tile=tile, chunk=chunk,
                    progress=progress)
         os.makedirs(os.path.dirname(o) or ".", exist_ok=True)
-        if x is None:
-            read = lambda first, count, s=s: media.read_window(s, first, count)  # noqa: E731
-            media.write_video(o, restore_windows(bb, read, frames, **run), rate)
-            same = ""
+        same = ""
+        if x is None:  # an mp4 or a folder of frames: read, restored and written a window at a time
+            restore_clip(bb, s, o, kind, fps, **run)
         else:
             y = restore(bb, x, **run)
             if x.ndim == 4:

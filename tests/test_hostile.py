@@ -315,6 +315,56 @@ def test_the_page_says_one_line_and_leaves_nothing(random_tiny, prompts, tmp_pat
     assert files(tmp_path / "gradio") == {"."}  # no partial file, no empty output folder
 
 
+def test_the_page_restores_a_clip_in_windows_as_sample_py_does(random_tiny, prompts, folder, monkeypatch):  # noqa: F811
+    pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
+    import gradio as gr
+
+    import app
+    import backbones
+    rain = prompts["tiny-wan", "rain"]
+    media.write_video(str(folder / "long.mp4"), torch.rand(3, 13, 24, 32, generator=torch.Generator().manual_seed(0)), 8.0)
+    code, outp, err = run_here("sample.py", str(folder / "long.mp4"), f"--backbone={random_tiny['tiny-wan']}",
+                               f"--tasks={rain}", *STEP)
+    assert code == 0, err
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder / "gradio"))
+    os.makedirs(folder / "gradio")
+    monkeypatch.setattr(app, "BACKBONES", {True: backbones.load(random_tiny["tiny-wan"], device="cpu")})
+    window, reads = media.read_window, []
+    monkeypatch.setattr(media, "read_video", None)  # never the whole clip
+    monkeypatch.setattr(media, "read_window", lambda p, first, n: reads.append(n) or window(p, first, n))
+    _, out, _ = app.restore(str(folder / "long.mp4"), [rain], 1, 0, 0)
+    assert max(reads) == 9 and len(reads) > 1, reads  # tiny-wan's window, of a 13-frame clip
+    assert open(out, "rb").read() == (folder / "long_restored_tiny-wan-rain.mp4").read_bytes()
+    media.write_video(str(folder / "anim.gif"), torch.rand(3, 4, 32, 32), 8.0)  # read whole: 4 x 32 x 32 pixels
+    monkeypatch.setattr(app, "max_gif_pixels", 4095)
+    with pytest.raises(gr.Error) as e:
+        app.restore(str(folder / "anim.gif"), [rain], 1, 0, 0)
+    assert e.value.message.startswith("anim.gif: 4 frames of 32x32 px") and e.value.message.endswith(
+        "to restore it anyway: python app.py --max_gif_pixels=4096, or convert it to mp4, which is read a window at a time")
+
+
+def test_a_folder_of_frames_is_read_in_windows_and_a_big_gif_refused(random_tiny, prompts, folder, monkeypatch):  # noqa: F811
+    import sample
+    wan = [f"--backbone={random_tiny['tiny-wan']}", f"--tasks={prompts['tiny-wan', 'rain']}", *STEP]
+    os.makedirs(folder / "frames")
+    for i in range(13):
+        media.write_image(str(folder / "frames" / f"{i:03d}.png"), torch.rand(3, 24, 32))
+    restore, sizes = sample.restore, []
+    monkeypatch.setattr(sample, "restore", lambda bb, x, *a, **k: sizes.append(x.shape[1]) or restore(bb, x, *a, **k))
+    code, outp, err = run_here("sample.py", str(folder / "frames"), "--video", *wan)
+    assert code == 0, err
+    assert max(sizes) == 9, sizes  # tiny-wan's window: never the 13 frames at once
+    assert media.read_video(str(folder / "frames_restored_tiny-wan-rain.mp4"))[0].shape == (3, 13, 24, 32)
+    media.write_image(str(folder / "frames" / "001.png"), torch.rand(3, 32, 24))
+    bad(folder, "sample.py", str(folder / "frames"), "--video", *wan, match="frames: the frames differ in size")
+    media.write_video(str(folder / "anim.gif"), torch.rand(3, 4, 32, 32), 8.0)  # read whole: 4 x 32 x 32 pixels
+    assert run_here("sample.py", str(folder / "anim.gif"), *wan, "--max_gif_pixels=4096")[0] == 0
+    monkeypatch.setattr(media, "read_video", None)  # refused from the header, never read
+    bad(folder, "sample.py", str(folder / "anim.gif"), *wan, "--max_gif_pixels=4095",
+        match="anim.gif: 4 frames of 32x32 px (4,096 pixels in all) is above the limit of 4,095 for a GIF, which is "
+              "read whole; to restore it anyway: --max_gif_pixels=4096, or convert it to mp4")
+
+
 # ------------------------------------------------------------------ slow: a real full disk (tmpfs)
 
 @pytest.fixture
