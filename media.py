@@ -168,33 +168,54 @@ def video_shape(path):
 
 
 def video_length(path):
-    """(frames, fps) of a clip, from its container (nothing kept in memory)."""
+    """(frames, fps) of a clip, from its container (nothing kept in memory): every frame counted
+    once, and fps as read_video gives it (a variable rate's average, said on stderr)."""
     import imageio.v2 as iio2
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         raise InputError(f"{path}: no such file" if not os.path.isfile(path) else f"{path}: file is empty")
     try:
         with iio2.get_reader(path, "ffmpeg") as r:
-            n, fps = r.count_frames(), float(r.get_meta_data().get("fps") or 8.0)
+            n, meta = r.count_frames(), r.get_meta_data()
     except Exception as e:  # imageio raises many types for broken containers
         raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     if n == 0:
         raise InputError(f"{path}: no frames could be read")
-    return n, fps
+    return n, _say_what_was_read(path, n, float(meta.get("fps") or 8.0), meta.get("duration"))
+
+
+_READERS = {}  # path -> an open reader of that clip and the frames of its last window
 
 
 def read_window(path, first, count):
-    """Frames [first, first + count) of a clip as [3, n, H, W] in [0, 1] (n < count at its end): a
-    long clip is read a window at a time, never whole (ffmpeg seeks to the first frame)."""
+    """Frames [first, first + count) of a clip as [3, n, H, W] in [0, 1] (n < count at its end), as
+    read_video has them: every frame once, in the order of its timestamp (passthrough: a variable
+    frame rate keeps its frames). Windows are read in order from one open reader per clip, which
+    keeps the last window's frames for an overlapping next one: a long clip is never whole in memory
+    and never decoded twice."""
     import imageio.v2 as iio2
+    st = _READERS.get(path)
+    if st is None or first < min(st["kept"], default=st["next"]):  # a new clip, or back before the kept frames
+        if st:
+            st["reader"].close()
+        try:
+            r = iio2.get_reader(path, "ffmpeg", output_params=["-fps_mode", "passthrough"])
+        except Exception as e:
+            raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        st = _READERS[path] = dict(reader=r, it=iter(r), next=0, kept={})
     frames = []
-    try:
-        with iio2.get_reader(path, "ffmpeg") as r:
-            for i in range(first, first + count):
-                frames.append(r.get_data(i))
-    except IndexError:  # past the last frame
-        pass
-    except Exception as e:
-        raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    for i in range(first, first + count):
+        while i >= st["next"] and st["it"] is not None:
+            try:
+                st["kept"][st["next"]] = next(st["it"])
+                st["next"] += 1
+            except StopIteration:  # the clip's end
+                st["it"] = None
+            except Exception as e:
+                raise InputError(f"{path}: not a readable video ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        if i not in st["kept"]:
+            break
+        frames.append(st["kept"][i])
+    st["kept"] = {k: v for k, v in st["kept"].items() if k >= first}  # the next window may overlap this one
     if not frames:
         raise InputError(f"{path}: no frames from frame {first} on")
     a = np.stack(frames)

@@ -211,6 +211,10 @@ def test_variable_frame_rate_keeps_frames_and_length(tmp_path, capfd):
     media.write_video(str(tmp_path / "out.mp4"), clip, fps)
     n2, secs2 = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "out.mp4"))
     assert n2 == 40 and abs(secs2 - secs) < 2 / fps
+    # the windowed reader sample.py and the page restore clips with: the same frames and rate
+    assert media.video_length(path) == (40, fps)
+    windows = [media.read_window(path, first, 9) for first in range(0, 40, 7)]  # overlapping, as restored
+    assert torch.equal(torch.cat([w[:, :7] for w in windows], 1), clip)
 
 
 def test_a_truncated_clip_says_what_was_read(tmp_path, capfd):
