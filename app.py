@@ -105,7 +105,7 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
     if not task_names:
         raise gr.Error("choose at least one task")
     # (the sliders' bounds and the task choices are checked by gradio, for the API too)
-    out_dir = None
+    out_dir, notes = None, len(media.NOTES)
     try:
         clip = media.is_video(file)
         media.check_pixels(file, max_pixels, "python app.py --max_pixels")
@@ -132,7 +132,9 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
             media.write_image(out, y)
         gr.Info(f"{os.path.basename(file)}: {bridge_}, T0 {t0_:g}, {int(steps)} steps"
                 + (", the paper's method" if paper else "")
-                + (f"; {extensions.UNCHANGED}" if x is not None and torch.equal(x, y) else ""))
+                + (f"; {extensions.UNCHANGED}" if x is not None and torch.equal(x, y) else "")
+                # what the reader left out (a TIFF's other pages, a truncated clip): the upload's name only
+                + "".join(f"; {n.replace(file, os.path.basename(file))}" for n in media.NOTES[notes:]))
     except (ValueError, RuntimeError, OSError, TypeError) as e:  # what fail.guard turns into one line
         if out_dir:  # the writer removed its temporary file; its folder goes too
             shutil.rmtree(out_dir, ignore_errors=True)

@@ -31,10 +31,14 @@ class InputError(ValueError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+NOTES = []  # every note said, in order: the web page shows a request its own
+
+
 def note(msg, said=set()):
     """What a reader left out or changed, one line on stderr (the work goes on), once per process."""
     if msg not in said:
         said.add(msg)
+        NOTES.append(msg)
         print(f"note: {msg}", file=sys.stderr, flush=True)
 
 

@@ -187,6 +187,18 @@ def test_an_upload_above_max_pixels_is_refused_before_it_is_read(page, monkeypat
     assert app.show_input(photo)[2] is None  # shown as a warning, the photo not taken
 
 
+def test_what_the_reader_left_out_is_said_on_the_page(page, tmp_path, monkeypatch):
+    from PIL import Image
+    app, photo = page
+    said = []
+    monkeypatch.setattr(gr, "Info", said.append)
+    pages = [Image.open(photo).convert("RGB"), Image.new("RGB", (96, 64))]
+    pages[0].save(tmp_path / "two.tif", save_all=True, append_images=pages[1:])
+    app.restore(str(tmp_path / "two.tif"), ["haze"], 2, 0, 0, False)
+    assert len(said) == 1 and "two.tif: 2 pages (or frames); only the first was read" in said[0]
+    assert str(tmp_path) not in said[0]  # the upload's name, never a server path
+
+
 # ------------------------------------------------------- slow: python app.py, as a user runs it
 
 @pytest.mark.slow
