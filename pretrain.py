@@ -1,6 +1,7 @@
-"""Pre-train the tiny default backbones from scratch on real photos (docs/tiny.md).
+"""Pre-train the tiny backbones from scratch: on real photos (docs/tiny.md), or on the shapes world.
 
-    python pretrain.py                                  # both backbones, the recipe of the shipped weights
+    python pretrain.py                                  # both photo/clip backbones, the shipped recipe
+    python pretrain.py --which=tiny-shapes --threads=1  # the shapes world (shapes.py, docs/shapes.md)
     python pretrain.py --which=tiny-flux --device=cuda  # on a GPU (minutes instead of hours)
     python pretrain.py --pip_only --vae_steps=5 --tf_steps=5 --out=/tmp/w --work=/tmp/w/work   # smoke run
 
@@ -9,6 +10,8 @@ Debian's wallpaper packages, or a --photos folder; never photos.HELD_OUT). Per b
 that save into --work/<name>/ and resume when run again: a bank of crops (or virtual-camera clips);
 the VAE (L1 + MSE + a tiny KL); latent statistics for its normalization and the cached latents; the
 transformer (captions dropped 20% of the time); the diffusers folder layout in --out/<name>.
+tiny-shapes draws its images instead of cropping photos, and trains its T5 encoder with the
+transformer; it is judged by prior_score (samples beside real test images, and a number).
 """
 import json
 import math
