@@ -95,14 +95,14 @@ def interval(values, level=0.95):
 
 
 def verdict(differences, level=0.95):
-    """The word for a claim "A beats B" from per-seed differences A - B: reproduced where the whole
-    interval is above 0, not reproduced where it is below, inconclusive where it holds 0."""
+    """The word for a claim "A beats B" from per-seed differences A - B: REPRODUCED where the whole
+    interval is above 0, NOT REPRODUCED where it is below, INCONCLUSIVE where it holds 0."""
     m, h = interval(differences, level)
     if m - h > 0:
-        return "reproduced"
+        return "REPRODUCED"
     if m + h < 0:
-        return "not reproduced"
-    return "inconclusive"
+        return "NOT REPRODUCED"
+    return "INCONCLUSIVE"
 
 
 def fmt(values, unit=" dB"):

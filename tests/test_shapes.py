@@ -89,10 +89,10 @@ def test_lab_intervals_and_verdicts():
     import lab
     m, h = lab.interval([1.0, 2.0, 3.0, 4.0, 5.0])
     assert m == 3.0 and abs(h - 2.776 * (2.5 ** 0.5) / 5 ** 0.5) < 1e-3  # t(0.975, 4) = 2.776
-    assert lab.verdict([0.5, 0.6, 0.4, 0.55, 0.45]) == "reproduced"
-    assert lab.verdict([-0.5, -0.6, -0.4, -0.55, -0.45]) == "not reproduced"
-    assert lab.verdict([0.5, -0.6, 0.4, -0.55, 0.45]) == "inconclusive"
-    assert lab.verdict([3.0]) == "inconclusive"  # one seed decides nothing
+    assert lab.verdict([0.5, 0.6, 0.4, 0.55, 0.45]) == "REPRODUCED"
+    assert lab.verdict([-0.5, -0.6, -0.4, -0.55, -0.45]) == "NOT REPRODUCED"
+    assert lab.verdict([0.5, -0.6, 0.4, -0.55, 0.45]) == "INCONCLUSIVE"
+    assert lab.verdict([3.0]) == "INCONCLUSIVE"  # one seed decides nothing
 
 
 def test_lab_trains_once_per_seed_and_scores_a_batch(tmp_path):
