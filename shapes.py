@@ -94,3 +94,52 @@ class Split:
 def read(item):
     """The clean image of an item "shapes:<n>"."""
     return draw(int(item.split(":", 1)[1]))[0]
+
+
+# ------------------------------------------------------------------------------- the judge
+# An image of this world read back into its caption's words from its pixels, the way the drawing
+# code wrote them. It judges the prior (pretrain.prior_score): a sample drawn for a caption counts
+# only if that caption is read back from it, which a blob or a smear does not pass.
+
+PALETTE = torch.tensor(list(COLOURS.values()), dtype=torch.float32)
+
+
+def labels(caption):
+    """({(colour, kind), ...}, background colour) of a caption."""
+    things, bg = caption.rsplit(" on ", 1)
+    return {tuple(t.split(" ")) for t in things.split(" and ")}, bg
+
+
+def describe(image, tol=30.0):
+    """({(colour, kind), ...}, background colour) read from an image [3, H, W] in [0, 1]. The
+    background: the named colour most of the border is near. A shape: the largest patch of pixels
+    near another named colour, if it covers 1% of the image. Its kind from its outline: a hole
+    makes a ring; else its area over the circle through its farthest pixel: a circle fills it, a
+    square 2/pi of it, a triangle 0.41."""
+    from scipy import ndimage
+    d = torch.cdist(image.permute(1, 2, 0).reshape(-1, 3).float() * 255, PALETTE)
+    near, close = d.argmin(1).reshape(image.shape[1:]).numpy(), (d.amin(1) < tol).reshape(image.shape[1:]).numpy()
+    edge = lambda a: np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])  # noqa: E731
+    names = list(COLOURS)
+    bg = int(np.bincount(edge(near)[edge(close)], minlength=len(names)).argmax())
+    found = set()
+    for c in range(len(names)):
+        patches, n = ndimage.label((near == c) & close)
+        if c == bg or n == 0:
+            continue
+        patch = patches == 1 + int(np.argmax(ndimage.sum(patches > 0, patches, range(1, n + 1))))
+        area = int(patch.sum())
+        if area < 0.01 * patch.size:
+            continue
+        filled = int(ndimage.binary_fill_holes(patch).sum())
+        ys, xs = np.nonzero(patch)
+        r = math.sqrt(((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2).max()) + 0.5
+        fill = filled / (math.pi * r * r)
+        kind = "ring" if filled - area > 0.15 * filled else "circle" if fill > 0.8 else "square" if fill > 0.52 else "triangle"
+        found.add((names[c], kind))
+    return found, names[bg]
+
+
+def read_back(images, captions):
+    """Per image [N, 3, H, W]: is its caption read back from it exactly (a bool tensor)?"""
+    return torch.tensor([describe(x) == labels(c) for x, c in zip(images, captions)])

@@ -11,6 +11,7 @@ Settings are chosen on the "val" split and scored on "test" (the shapes world), 
 images; on the photo backbones the validation pairs are training photos' crops, the test the
 held-out photos' crops.
 """
+import hashlib
 import math
 import os
 
@@ -40,12 +41,18 @@ def held_out(bb, task, split="test", n=128):
                             torch.Generator().manual_seed(10_000), bb.video)[:n]
 
 
+def fingerprint(bb):
+    """8 hex digits of the transformer's weights: a prompt kept for other weights is never reused."""
+    head = torch.cat([p.detach().flatten()[:256].float().cpu() for p in bb.transformer.parameters()])
+    return hashlib.sha1(head.numpy().tobytes()).hexdigest()[:8]
+
+
 def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, batch=None, lr=None, cache=CACHE):
     """A paper-form prompt (no extension) trained by train.py's step on `pool` training pairs drawn
     with `seed`, which also seeds the prompt's init and the training draws. Kept under runs/lab/."""
     t0 = t0 or bb.t0
     name = f"{task}-{bridge_name}-t0{t0:g}-steps{steps}-pool{pool}-seed{seed}.safetensors"
-    path = os.path.join(cache, bb.name, name)
+    path = os.path.join(cache, f"{bb.name}-{fingerprint(bb)}", name)
     if os.path.isfile(path):
         return bb.check(prompt_lib.load(path))
     frames = bb.train_frames if bb.video else 1
