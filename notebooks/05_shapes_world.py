@@ -42,8 +42,8 @@ print(f"{bb.name}: prompt {bb.prompt_shape}, T0 {bb.t0}, {bb.train_size} px, lr 
 # Pre-training's own judgement (`pretrain.py --which=tiny-shapes`, written beside the weights):
 # samples from noise with the null text (rows 1-2), samples drawn for the captions of the real test
 # images in rows 5-6 (rows 3-4, classifier-free guidance 4), and those real test images. The
-# numbers come from a judge (`shapes.judge`, a small CNN trained on drawn images) that reads an
-# image back into its caption's shape kinds, shape colours and background: the share of samples
+# numbers come from a judge (`shapes.read_back`, which reads a caption back from the pixels: each
+# shape's colour and kind from its outline, the background from the border): the share of samples
 # drawn for a caption that it reads that caption back from, against the share of real images.
 
 # %%
