@@ -322,10 +322,7 @@ def main_choose(name, size_, frames_, vid):
     stored = json.load(open(path)) if os.path.isfile(path) else {}
     stored[task] = dict(method=label, settings=ranked[0][0], data=data_source, pairs=len(pair_list),
                         size=size_, seed=seed, psnr=round(ranked[0][1]["psnr"], 4), ssim=round(ranked[0][1]["ssim"], 4))
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(stored, f, indent=1, sort_keys=True)
-    media.atomic(path, write, lambda tmp: json.load(open(tmp)))  # re-read before the rename
+    media.write_json(path, stored, indent=1, sort_keys=True)
     print(f"wrote {path}")
 
 

@@ -7,6 +7,7 @@ a temporary file first, is re-opened to check it is whole, and only then renamed
 outputs are never half-written, and a failed write leaves no file behind.
 """
 import glob
+import json
 import math
 import os
 import re
@@ -303,6 +304,14 @@ def atomic(path, write, check):
             reason = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:200]
             raise OSError(f"{path}: could not be written ({reason}); nothing was left there") from None
         raise
+
+
+def write_json(path, obj, **dump):
+    """obj as JSON at path, through atomic: re-read before the rename."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, **dump)
+    atomic(path, write, lambda tmp: json.load(open(tmp)))
 
 
 def _bytes(clip):

@@ -460,6 +460,8 @@ def prior_score(folder, path, n=64, guidance=4.0):
     bb = backbones.load(folder, device="cpu", keep_text_encoder=True)
     real, captions = shapes.batch("test", 0, n)
     g = torch.Generator().manual_seed(0)
+    text = bb.encode_text(captions)
+    pixels = lambda latents: ((bb.decode(latents) + 1) / 2).clamp(0, 1)  # noqa: E731
 
     def draw(context):
         x = torch.randn((n,) + bb.latent_shape(bb.train_size, bb.train_size), generator=g)
@@ -470,28 +472,20 @@ def prior_score(folder, path, n=64, guidance=4.0):
             if context is not None:
                 v = v + guidance * (bb.velocity(x, s, context=context)[0] - v)
             x = x + (t2 - t) * v
-        return ((bb.decode(x) + 1) / 2).clamp(0, 1)
-    free, told = draw(None), draw(bb.encode_text(captions))
+        return pixels(x)
+    free, told = draw(None), draw(text)
     rows = [torch.cat(list(b[:8]), 2) for b in (free[:8], free[8:16], told[:8], told[8:16], real[:8], real[8:16])]
     media.write_image(path, torch.cat(rows, 1))
     share = lambda imgs: round(shapes.read_back(imgs, captions).float().mean().item(), 3)  # noqa: E731
     z = bb.encode(real * 2 - 1)
-    pixels = lambda latents: ((bb.decode(latents) + 1) / 2).clamp(0, 1)  # noqa: E731
     one_step = {}
     for t in (0.2, 0.4, 0.6, 0.8):
         zt = (1 - t) * z + t * torch.randn(z.shape, generator=g)
-        for name, context in (("caption", bb.encode_text(captions)), ("null text", None)):
+        for name, context in (("caption", text), ("null text", None)):
             one_step[f"t={t}, {name}"] = share(pixels(zt - t * bb.velocity(zt, torch.full((n,), t), context=context)[0]))
     return dict(samples=n, guidance=guidance, read_back_real_test=share(real),
                 read_back_samples_for_captions=share(told), read_back_vae_round_trip=share(pixels(z)),
                 read_back_one_step_estimates=one_step)
-
-
-def write_log(path, log):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(log, f, indent=1)
-    media.atomic(path, write, lambda tmp: json.load(open(tmp)))  # re-read before the rename
 
 
 def main():
@@ -507,7 +501,7 @@ def main():
         with open(os.path.join(folder, "pretrain.json")) as f:
             log = json.load(f)
         log["prior"] = prior_score(folder, os.path.join(folder, "samples.png"))
-        write_log(os.path.join(folder, "pretrain.json"), log)
+        media.write_json(os.path.join(folder, "pretrain.json"), log, indent=1)
         print(json.dumps(log["prior"]))
         return
     names = training_photos() if which != "tiny-shapes" else {}  # the shapes world draws its own
@@ -524,7 +518,7 @@ def main():
         else:
             log.update(photos=list(names), held_out=list(catalogue.HELD_OUT))
             sample_sheet(folder, os.path.join(folder, "samples.png"))
-        write_log(os.path.join(folder, "pretrain.json"), log)
+        media.write_json(os.path.join(folder, "pretrain.json"), log, indent=1)
         print(f"[{kind}] done: {folder}")
 
 
