@@ -1,7 +1,7 @@
 """Pre-train the tiny backbones from scratch: on real photos (docs/tiny.md), or on the shapes world.
 
     python pretrain.py                                  # both photo/clip backbones, the shipped recipe
-    python pretrain.py --which=tiny-shapes --threads=1  # the shapes world (shapes.py, docs/shapes.md)
+    python pretrain.py --which=tiny-shapes              # the shapes world (shapes.py, docs/shapes.md)
     python pretrain.py --which=tiny-flux --device=cuda  # on a GPU (minutes instead of hours)
     python pretrain.py --pip_only --vae_steps=5 --tf_steps=5 --out=/tmp/w --work=/tmp/w/work   # smoke run
 
@@ -10,9 +10,11 @@ Debian's wallpaper packages, or a --photos folder; never photos.HELD_OUT). Per b
 that save into --work/<name>/ and resume when run again: a bank of crops (or virtual-camera clips);
 the VAE (L1 + MSE + a tiny KL); latent statistics for its normalization and the cached latents; the
 transformer (captions dropped 20% of the time); the diffusers folder layout in --out/<name>.
-tiny-shapes draws its images instead of cropping photos, and trains its T5 encoder with the
-transformer; it is judged by prior_score (samples beside real test images, and a number).
+tiny-shapes draws its images instead of cropping photos, and trains its T5 encoder (one token per
+word) with the transformer, on times shifted towards noise, keeping a moving average of the
+weights; it is judged by prior_score (samples beside real test images, and a number).
 """
+import copy
 import json
 import math
 import os
@@ -44,7 +46,9 @@ flux_tf_steps = 12000     # tiny-flux transformer steps (batch tf_batch x 64 px,
 wan_vae_steps = 10000     # tiny-wan VAE steps (batches of clip_batch 9-frame clips of 32 px)
 wan_tf_steps = 6000       # tiny-wan transformer steps (batch 16 clips of 9 x 64 px)
 shapes_vae_steps = 2000   # tiny-shapes VAE steps (batch shapes_vae_batch x 64 px drawn shapes)
-shapes_tf_steps = 7000    # tiny-shapes transformer + text encoder steps
+shapes_tf_steps = 11000   # tiny-shapes transformer + text encoder steps
+shapes_shift = 3.0        # tiny-shapes: training times t -> 3t / (1 + 2t), more of them near noise, where layout forms
+shapes_ema = 0.999        # tiny-shapes: the moving average of the transformer's weights is what ships
 shapes_bf16 = False       # fp32 for the tiny-shapes transformer: 1.5x faster than bf16 autocast on a 2-core CPU
 shapes_vae_batch = 16     # drawn 64 px images per tiny-shapes VAE step
 shapes_tf_batch = 32      # drawn 64 px images (latents) per tiny-shapes transformer step
@@ -157,10 +161,13 @@ def clip_bank(names, g):
 
 # --------------------------------------------------------------------------- the training loop
 
-def fit(desc, model, loss_fn, steps, lr, weight_decay, path, evaluate=None, amp=None):
+def fit(desc, model, loss_fn, steps, lr, weight_decay, path, evaluate=None, amp=None, ema=0.0):
     """The one loop of all four trainings: AdamW, warm-up + cosine, bf16 autocast, gradient clip,
-    a checkpoint (model, optimizer, RNG, step, log) every save_every seconds; resumes from `path`."""
+    a checkpoint (model, optimizer, RNG, step, log) every save_every seconds; resumes from `path`.
+    ema > 0: an exponential moving average of the weights (decay `ema`) is kept, and is what the
+    model holds at the end (its samples are cleaner than the last step's weights)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    avg = copy.deepcopy(model).requires_grad_(False) if ema else None
     g = torch.Generator().manual_seed(seed)
     start, log = 0, dict(loss=[], eval=[], seconds=0.0)
     st = load_state(path)
@@ -169,10 +176,12 @@ def fit(desc, model, loss_fn, steps, lr, weight_decay, path, evaluate=None, amp=
         opt.load_state_dict(st["optimizer"])
         g.set_state(st["rng"])
         start, log = st["step"], st["log"]
+        if avg is not None:
+            avg.load_state_dict(st["ema"])
         print(f"  resumed {desc} at step {start} of {steps}")
     model.train()
     t_last = t_start = time.time()
-    ema = log["loss"][-1] if log["loss"] else None
+    smooth = log["loss"][-1] if log["loss"] else None
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=desc, mininterval=10)
     for step in bar:
         for group in opt.param_groups:
@@ -183,21 +192,27 @@ def fit(desc, model, loss_fn, steps, lr, weight_decay, path, evaluate=None, amp=
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        ema = loss.item() if ema is None else 0.99 * ema + 0.01 * loss.item()
+        if avg is not None:
+            with torch.no_grad():
+                for a, p in zip(avg.parameters(), model.parameters()):
+                    a.lerp_(p, 1 - ema)
+        smooth = loss.item() if smooth is None else 0.99 * smooth + 0.01 * loss.item()
         if step % 50 == 0:
-            bar.set_postfix(loss=f"{ema:.4f}")
-            log["loss"].append(ema)
+            bar.set_postfix(loss=f"{smooth:.4f}")
+            log["loss"].append(smooth)
         done = step + 1 == steps
         if evaluate and ((step + 1) % eval_every == 0 or done):
             model.eval()
             log["eval"].append((step + 1, evaluate()))
             model.train()
-            tqdm.write(f"  {desc} step {step + 1}: loss {ema:.4f}, held-out {log['eval'][-1][1]}")
+            tqdm.write(f"  {desc} step {step + 1}: loss {smooth:.4f}, held-out {log['eval'][-1][1]}")
         if done or time.time() - t_last > save_every:
             log["seconds"] += time.time() - t_start
             t_start = t_last = time.time()
             save_state(path, dict(model=model.state_dict(), optimizer=opt.state_dict(), rng=g.get_state(),
-                                  step=step + 1, log=log))
+                                  step=step + 1, log=log, ema=None if avg is None else avg.state_dict()))
+    if avg is not None:
+        model.load_state_dict(avg.state_dict())
     model.eval().requires_grad_(False)
     return log
 
@@ -407,7 +422,8 @@ def pretrain_shapes(folder, wdir, _names):
         pooled = backbones.tiny_pooled(ctx, mask[row])
         x0 = z[pick.to(device)]
         t = torch.where(torch.rand(n, generator=g) < 0.5, torch.sigmoid(torch.randn(n, generator=g)),
-                        torch.rand(n, generator=g)).to(device)
+                        torch.rand(n, generator=g))
+        t = (shapes_shift * t / (1 + (shapes_shift - 1) * t)).to(device)  # FLUX's time shift
         eps = torch.randn(x0.shape, generator=g).to(device)
         tb = t.view(-1, 1, 1, 1)
         xt = (1 - tb) * x0 + tb * eps
@@ -419,7 +435,7 @@ def pretrain_shapes(folder, wdir, _names):
 
     print(f"[tiny-shapes] 4/5 transformer and text encoder, {steps_tf} steps")
     tlog = fit("transformer", both, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"),
-               amp=shapes_bf16 and bf16)
+               amp=shapes_bf16 and bf16, ema=shapes_ema)
     print("[tiny-shapes] 5/5 save")
     tiny.save(folder, {**parts, "vae": vae.cpu(), "transformer": tf.cpu(), "text_encoder": enc.cpu()}, "tiny-shapes")
     return dict(vae_heldout_psnr_db=vlog["eval"], final_loss=round(tlog["loss"][-1], 4),

@@ -1,9 +1,9 @@
 """The shapes world: captioned images that code draws, for a tiny prior that can learn its domain.
 
 A photo prior small enough for a CPU is weak, so on tiny-flux a failure of the method cannot be
-told from a failure of the prior. Here the domain is small enough to learn well: one or two flat
-shapes (circle, square, triangle, ring) of named colours on a two-colour gradient, 64 x 64 px,
-each with a caption that names them ("red circle and blue ring on green"). Image n is a function
+told from a failure of the prior. Here the domain is small enough to learn well: one flat shape
+(circle, square, triangle, ring) of a named colour on a two-colour gradient, 64 x 64 px, with a
+caption that names them ("red ring on green"). Image n is a function
 of n alone, so the splits are index ranges that never meet:
     train: n in [0, 10^7)   validation: [10^7, 2*10^7)   test: [2*10^7, ...)
 Settings are chosen on validation images and scored on test images, never the same ones.
@@ -43,7 +43,7 @@ def draw(n, size=SIZE):
     rng = np.random.default_rng(n)
     names = list(COLOURS)
     bg = rng.choice(len(names), 2, replace=False)
-    k = int(rng.integers(1, 3))  # one or two shapes
+    k = 1  # one shape (two, one hiding the other, were more than a CPU-sized prior learned)
     cols = [int(c) for c in rng.choice([i for i in range(len(names)) if i != bg[0]], k, replace=False)]
     kinds = [SHAPES[int(i)] for i in rng.integers(0, len(SHAPES), k)]
     # the background: a linear gradient from the named colour halfway to a second one, any direction
@@ -54,7 +54,7 @@ def draw(n, size=SIZE):
     img = (1 - w) * c0 + w * (0.5 * c0 + 0.5 * c1)  # the named colour dominates
     S = size * SUPER
     for kind, c in zip(kinds, cols):
-        r = rng.uniform(0.12, 0.26) * S
+        r = rng.uniform(0.18, 0.32) * S
         cx, cy = rng.uniform(r, S - r), rng.uniform(r, S - r)
         m = _mask(kind, cx, cy, r, rng.uniform(0, 2 * math.pi), S).resize((size, size), Image.Resampling.BOX)
         alpha = np.asarray(m, dtype=np.float64)[..., None] / 255  # anti-aliased edges
@@ -110,12 +110,37 @@ def labels(caption):
     return {tuple(t.split(" ")) for t in things.split(" and ")}, bg
 
 
+def _outline(patch):
+    """(area over the circle through the farthest pixel, area over the smallest rotated rectangle
+    around it with that rectangle's short over long side, area over the largest triangle inside its
+    convex hull) of a filled patch of pixels, all from the pixels' corners."""
+    from scipy.spatial import ConvexHull
+    ys, xs = np.nonzero(patch)
+    area = float(len(ys))
+    r = math.sqrt(((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2).max()) + 0.5
+    corners = np.concatenate([np.stack([ys + dy, xs + dx], 1) for dy in (-0.5, 0.5) for dx in (-0.5, 0.5)])
+    hull = corners[ConvexHull(corners).vertices]
+    rect, side = math.inf, 0.0
+    for a, b in zip(hull, np.roll(hull, -1, 0)):  # the smallest rectangle has a side on a hull edge
+        u = (b - a) / (np.linalg.norm(b - a) + 1e-9)
+        p = hull @ np.stack([u, [-u[1], u[0]]], 1)
+        w, h = np.ptp(p[:, 0]), np.ptp(p[:, 1])
+        if w * h < rect:
+            rect, side = w * h, min(w, h) / max(w, h, 1e-9)
+    i, j, k = np.triu_indices(len(hull), 1) + (None,)
+    d = hull[None, :, :] - hull[:, None, :]  # the largest triangle on hull vertices
+    cross = np.abs(d[:, :, None, 0] * d[:, None, :, 1] - d[:, :, None, 1] * d[:, None, :, 0]) / 2
+    return area / (math.pi * r * r), area / rect, side, area / cross.max()
+
+
 def describe(image, tol=30.0):
     """({(colour, kind), ...}, background colour) read from an image [3, H, W] in [0, 1]. The
     background: the named colour most of the border is near. A shape: the largest patch of pixels
     near another named colour, if it covers 1% of the image. Its kind from its outline: a hole
-    makes a ring; else its area over the circle through its farthest pixel: a circle fills it, a
-    square 2/pi of it, a triangle 0.41."""
+    makes a ring; a circle fills the circle through its farthest pixel (over 0.8); a square fills
+    the smallest rectangle around it (over 0.82; a round blob fills it at most 0.79), near-square; a triangle is covered by the
+    largest triangle inside it (area within 1.15 of it). Anything else is a blob, which no caption
+    names."""
     from scipy import ndimage
     d = torch.cdist(image.permute(1, 2, 0).reshape(-1, 3).float() * 255, PALETTE)
     near, close = d.argmin(1).reshape(image.shape[1:]).numpy(), (d.amin(1) < tol).reshape(image.shape[1:]).numpy()
@@ -131,11 +156,10 @@ def describe(image, tol=30.0):
         area = int(patch.sum())
         if area < 0.01 * patch.size:
             continue
-        filled = int(ndimage.binary_fill_holes(patch).sum())
-        ys, xs = np.nonzero(patch)
-        r = math.sqrt(((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2).max()) + 0.5
-        fill = filled / (math.pi * r * r)
-        kind = "ring" if filled - area > 0.15 * filled else "circle" if fill > 0.8 else "square" if fill > 0.52 else "triangle"
+        filled = ndimage.binary_fill_holes(patch)
+        circle, rect, side, triangle = _outline(filled)
+        kind = ("ring" if filled.sum() - area > 0.15 * filled.sum() else "circle" if circle > 0.8
+                else "square" if rect > 0.82 and side > 0.75 else "triangle" if triangle < 1.15 else "blob")
         found.add((names[c], kind))
     return found, names[bg]
 

@@ -5,7 +5,9 @@ tiny-flux: AutoencoderKL (16 latent channels, 4x) + FluxTransformer2DModel (2 do
            6 single-stream blocks, 4 heads x 32) + a T5 encoder with the ByT5 tokenizer.
 tiny-shapes: the FLUX classes again, smaller (2 double + 4 single blocks, a VAE of half the width), for the
            shapes world (shapes.py); its T5 encoder is trained with the prior on the world's captions,
-           so that words mean something to it (the photo backbones' encoders are random).
+           so that words mean something to it (the photo backbones' encoders are random). Its
+           tokenizer has one token per word, as T5's own vocabulary has for common words: a 2-layer
+           encoder over bytes learned to read the captions too slowly for a CPU (docs/shapes.md).
 tiny-wan:  AutoencoderKLWan (48 channels, 4x space, 4x time) + WanTransformer3DModel (6 blocks,
            4 heads x 32) + a UMT5 encoder with the ByT5 tokenizer.
            48 latent channels (as Wan 2.2's VAE), not Wan 2.1's 16: 4 frames x 4 x 4 px x 3 colours
@@ -30,7 +32,12 @@ FLUX_VAE = dict(block_out_channels=[32, 64, 64], down_block_types=["DownEncoderB
 FLUX_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=6, attention_head_dim=32,
                         num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
                         guidance_embeds=False, axes_dims_rope=[8, 12, 12])
-SHAPES_TEXT_LEN = 48  # the shapes world's captions run to 40 bytes
+SHAPES_TEXT_LEN = 24  # words (a caption has at most 7 and the end token; FLUX pads its context too)
+# the shapes world's words, and those of the instructions the notebooks try; a word never seen in
+# pre-training keeps its random embedding, as an unseen byte sequence would
+WORDS = ("red green blue yellow purple orange white black cyan pink circle square triangle ring and on "
+         "remove the haze rain snow dark low light blur noise from this image photo and make it clear "
+         "clean sharp bright restore a an of").split()
 SHAPES_VAE = dict(FLUX_VAE, block_out_channels=[16, 32, 32])  # flat shapes need a quarter of the width
 SHAPES_TRANSFORMER = dict(FLUX_TRANSFORMER, num_single_layers=4)
 WAN_VAE = dict(base_dim=16, z_dim=48, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[True, True],
@@ -46,6 +53,21 @@ ARCH = {"tiny-flux": (FLUX_TRANSFORMER, FLUX_VAE, TEXT_LEN), "tiny-shapes": (SHA
         "tiny-wan": (WAN_TRANSFORMER, WAN_VAE, TEXT_LEN)}
 
 
+def word_tokenizer(length=SHAPES_TEXT_LEN):
+    """A T5-style tokenizer with one token per word of WORDS (pad 0, end 1, unknown 2), made here
+    with the tokenizers library: nothing to download, and it saves and loads as any tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    words.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", eos_token="</s>",
+                                   unk_token="<unk>", model_max_length=length)
+
+
 def build(kind, seed=0):
     """Fresh (random) parts of a tiny backbone: dict of transformer, vae, text_encoder, tokenizer."""
     if kind not in ARCH:
@@ -56,8 +78,10 @@ def build(kind, seed=0):
     if kind == "tiny-wan":
         return dict(transformer=WanTransformer3DModel(**tf), vae=AutoencoderKLWan(**vae),
                     text_encoder=UMT5EncoderModel(UMT5Config(**TEXT)).eval(), tokenizer=tok)
+    if kind == "tiny-shapes":
+        tok = word_tokenizer(length)
     return dict(transformer=FluxTransformer2DModel(**tf), vae=AutoencoderKL(**vae),
-                text_encoder=T5EncoderModel(T5Config(**TEXT)).eval(), tokenizer=tok)
+                text_encoder=T5EncoderModel(T5Config(**dict(TEXT, vocab_size=len(tok)))).eval(), tokenizer=tok)
 
 
 def save(folder, parts, kind):

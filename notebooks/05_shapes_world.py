@@ -3,7 +3,7 @@
 #
 # On the photo backbones a failure of the method cannot be told from a failure of the prior: a
 # 3M-parameter model pre-trained on 73 photos knows little of photos. Here the world is small
-# enough for such a model to learn: one or two flat shapes of named colours on a gradient, 64 px,
+# enough for such a model to learn: one flat shape of a named colour on a gradient, 64 px,
 # drawn by code with a caption (`shapes.py`). `tiny-shapes` has the FLUX classes and goes through
 # the same code path (`backbones.load`, `bridge`, `prompt`, `train.py`, `sample.py`, `eval.py`);
 # its T5 encoder was trained with the prior on the captions, so words mean something to it.
@@ -19,7 +19,7 @@ import json, os, sys
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, degrade, eval as metrics, lab
+import backbones, bridge, degrade, eval as metrics, lab, pairs, shapes, train
 
 FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))
@@ -32,7 +32,7 @@ def show(ax, img, title=""):
     ax.imshow(img.clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
     ax.set_title(title, fontsize=8); ax.axis("off")
 
-bb = backbones.load(BACKBONE)
+bb = backbones.load(BACKBONE, keep_text_encoder=True)  # the encoder is kept for Fig. 2
 print(f"{bb.name}: prompt {bb.prompt_shape}, T0 {bb.t0}, {bb.train_size} px, lr {bb.train_lr}; "
       f"{len(SEEDS)} seeds x {STEPS} steps per arm, {N_TEST} test images")
 
@@ -81,6 +81,117 @@ plt.show()
 print(f"{'task':<10} {'degraded':>9} {'bare':>9} {'prompt':>9}   (PSNR dB, {N_TEST} test images, one seed)")
 for task, m in first.items():
     print(f"{task:<10} {m['degraded']:9.2f} {m['bare']:9.2f} {m['prompt']:9.2f}")
+
+# %% [markdown]
+# ## Fig. 2: which conditioning restores? Words, token-space tuning, the encoder's output, the residual prompt
+#
+# The paper's first finding (Sec. 3.1), where words mean something: this T5 encoder learned the
+# world's captions with the prior. From the noisy degraded state at t = T0 (eq. 1), the backbone's
+# one-step clean estimate (eq. 2) under six conditionings:
+# 1. the null text (the bare backbone);
+# 2. the instruction "remove the haze from this image and make it clear" (its words are in the
+#    tokenizer's vocabulary, but pre-training read only "and" of them);
+# 3. the clean image's own caption: words the prior knows, naming what should be there;
+# 4. token embeddings tuned through the frozen encoder (prompt tuning), from the instruction's;
+# 5. the encoder's output tuned directly (token states and pooled vector), from the null text's;
+# 6. the paper's gated residual prompt.
+#
+# (4)-(6) minimize the same loss (eq. 2 on eq.-1 states) on the same draws. Each one's learning
+# rate is chosen on **val** images (seed 0) from three; then every seed is scored on **test**.
+
+# %%
+FIG2_TASK, FIG2_STEPS = "haze", (4 if FAST else 300)
+INSTRUCTION = "remove the haze from this image and make it clear"
+TUNED = ("token space", "encoder output", "residual prompt")
+tok, enc, length = bb.text
+
+def one_step(z_deg, t, eps, condition):
+    """The clean estimate x0_hat = z_t - t v (eq. 2) from the eq.-1 state of z_deg at t."""
+    context, prompts = condition()
+    z_t, sigma = bridge.forward("naive", z_deg, z_deg, eps, t, bb.t0)  # eq. (1): z_clean plays no part
+    return bridge.clean_estimate(z_t, sigma, bb.velocity(z_t, sigma, prompts, context=context)[0])
+
+def tune(kind, seed, lr):
+    """Conditioning `kind` tuned for FIG2_STEPS AdamW steps on 256 training pairs drawn with `seed`."""
+    zd, zc = train.encode_pairs(bb, pairs.make_pairs(bb.data, FIG2_TASK, 256, bb.train_size, 1,
+                                                      torch.Generator().manual_seed(seed)), "encode")
+    torch.manual_seed(seed)
+    if kind == "token space":
+        ids = tok([INSTRUCTION], padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+        U = enc.get_input_embeddings()(ids).detach().clone().requires_grad_(True)
+        params, condition = [U], lambda: (bb.encode_text(embeds=U), [None])
+    elif kind == "encoder output":
+        C, Q = (x.detach().clone().requires_grad_(True) for x in (bb.context, bb.pooled))
+        params, condition = [C, Q], lambda: ({"context": C, "pooled": Q}, [None])
+    else:
+        P = bb.new_prompt(task=FIG2_TASK)
+        params, condition = list(P.parameters()), lambda: (None, [P])
+    opt, g = torch.optim.AdamW(params, lr=lr), torch.Generator().manual_seed(1_000 + seed)
+    for _ in range(FIG2_STEPS):
+        idx = torch.randint(len(zd), (bb.train_batch,), generator=g)
+        t, eps = bridge.sample_t(bb.train_batch, bb.t0, generator=g), torch.randn(zd[idx].shape, generator=g)
+        loss = (one_step(zd[idx], t, eps, condition) - zc[idx]).square().mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    return condition
+
+@torch.no_grad()
+def estimates(condition, split_pairs, latents):
+    """Pixels of the one-step estimates of a split's degraded latents (fixed noise)."""
+    eps = torch.randn(latents.shape, generator=torch.Generator().manual_seed(2))
+    x0 = one_step(latents, torch.full((len(latents),), bb.t0), eps, condition)  # one batch: a caption per image
+    return ((bb.decode(x0) + 1) / 2).clamp(0, 1)
+
+def psnrs(images, split_pairs):
+    return [metrics.metrics(o, c)["psnr"] for o, (_, c) in zip(images, split_pairs)]
+
+splits = {name: lab.held_out(bb, FIG2_TASK, name, N_TEST) for name in ("val", "test")}
+latents = {name: train.encode_pairs(bb, ps, "encode")[0] for name, ps in splits.items()}
+captions = bb.encode_text([shapes.draw(shapes.index("test", i))[1] for i in range(N_TEST)])
+fixed = {"null text": lambda: (None, [None]), "instruction": lambda: (bb.encode_text([INSTRUCTION]), [None]),
+         "its caption": lambda: (captions, [None])}
+CANDIDATE_LRS = [bb.train_lr, 5 * bb.train_lr, 20 * bb.train_lr]
+lr = {k: max(CANDIDATE_LRS, key=lambda r: lab.mean([{"psnr": v} for v in psnrs(
+          estimates(tune(k, 0, r), splits["val"], latents["val"]), splits["val"])])) for k in TUNED}
+print("learning rates chosen on val (seed 0):", lr)
+outs = {k: estimates(c, splits["test"], latents["test"]) for k, c in fixed.items()}
+fig2 = {k: [lab.mean([{"psnr": v} for v in psnrs(outs[k], splits["test"])])] for k in fixed}
+for k in TUNED:
+    fig2[k] = []
+    for seed in SEEDS:
+        out = estimates(tune(k, seed, lr[k]), splits["test"], latents["test"])
+        outs.setdefault(k, out)  # seed 0's pictures
+        fig2[k].append(lab.mean([{"psnr": v} for v in psnrs(out, splits["test"])]))
+degraded = lab.mean([metrics.metrics(d, c) for d, c in splits["test"]])
+print(f"{FIG2_TASK}, one step from t = T0 = {bb.t0}, {N_TEST} test images (degraded input {degraded:.2f} dB):")
+for k, v in fig2.items():
+    print(f"  {k:<16} PSNR {lab.fmt(v) if len(v) > 1 else f'{v[0]:.2f} dB (no training: one value)'}")
+
+# %%
+cols = ["degraded", *fixed, *TUNED, "clean"]
+fig, axes = plt.subplots(3, len(cols), figsize=(1.6 * len(cols), 5))
+for i in range(3):
+    d, c = splits["test"][i]
+    for j, k in enumerate(cols):
+        show(axes[i, j], d if k == "degraded" else c if k == "clean" else outs[k][i], k if i == 0 else "")
+plt.tight_layout(); plt.show()
+fig, ax = plt.subplots(figsize=(8, 3))
+for i, k in enumerate(fig2):
+    m, h = lab.interval(fig2[k])
+    ax.scatter([i] * len(fig2[k]), fig2[k], s=12, alpha=0.6)
+    ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
+ax.axhline(degraded, color="gray", ls=":", label="degraded input")
+ax.set_xticks(range(len(fig2))); ax.set_xticklabels(list(fig2), fontsize=8)
+ax.set_xlabel("conditioning"); ax.set_ylabel("PSNR of the one-step estimate (dB)"); ax.legend(fontsize=8)
+ax.set_title(f"{FIG2_TASK}: each dot a seed (untrained ones: one value), bars the 95% interval", fontsize=9)
+plt.tight_layout(); plt.show()
+
+# %%
+ours = fig2["residual prompt"]
+best_words = max(("null text", "instruction", "its caption"), key=lambda k: fig2[k][0])
+for other in (best_words, "token space", "encoder output"):
+    d = [a - b for a, b in zip(ours, fig2[other] * len(ours) if len(fig2[other]) == 1 else fig2[other])]
+    print(f"paper (Fig. 2{', Table 5' if other == 'encoder output' else ''}): the residual prompt beats "
+          f"{other if other != best_words else f'the best of the words ({best_words})'}: {lab.fmt(d)} -> {lab.verdict(d)}")
 
 # %% [markdown]
 # ## Table 4: naive, DDBM, EBR (the same recipe, steps and seeds)

@@ -94,3 +94,21 @@ def test_fit_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 3
     resumed = run(tmp_path / "b.pt")
     assert torch.equal(whole.weight, resumed.weight) and torch.equal(whole.bias, resumed.bias)
+
+
+def test_fit_keeps_a_moving_average_and_ships_it(tmp_path):
+    # with ema, the model holds the average of its weights over the steps, not the last step's
+    import pretrain
+    torch.manual_seed(0)
+    model, target = torch.nn.Linear(4, 1), torch.randn(64, 4)
+
+    def loss(step, g):
+        return (model(target) - 1).square().mean()
+    last = torch.nn.Linear(4, 1)
+    last.load_state_dict(model.state_dict())
+    pretrain.fit("plain", last, lambda s, g: (last(target) - 1).square().mean(), 30, 0.1, 0.0, str(tmp_path / "a.pt"))
+    pretrain.fit("ema", model, loss, 30, 0.1, 0.0, str(tmp_path / "b.pt"), ema=0.9)
+    assert not torch.allclose(model.weight, last.weight)  # the same steps, averaged
+    again = torch.nn.Linear(4, 1)  # resuming a finished run gives the average back from the checkpoint
+    pretrain.fit("ema", again, lambda s, g: (again(target) - 1).square().mean(), 30, 0.1, 0.0, str(tmp_path / "b.pt"), ema=0.9)
+    assert torch.equal(again.weight, model.weight)

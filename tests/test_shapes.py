@@ -26,18 +26,30 @@ def test_an_image_is_a_function_of_its_index_and_the_splits_never_meet():
 
 def test_captions_name_what_is_drawn_and_fit_the_text_encoder():
     xs, caps = shapes.batch("train", 0, 200)
-    assert all(len(c.encode()) <= tiny.SHAPES_TEXT_LEN - 1 for c in caps)  # room for the end token
+    tok = tiny.word_tokenizer()
+    for c in caps:  # one token per word, every word known, and room for the end token
+        ids = tok(c).input_ids
+        assert len(ids) == len(c.split()) + 1 <= tiny.SHAPES_TEXT_LEN and tok.unk_token_id not in ids
     for c in caps[:50]:
         parts = c.split(" on ")
         assert len(parts) == 2 and parts[1] in shapes.COLOURS
         for thing in parts[0].split(" and "):
             colour, kind = thing.split(" ")
             assert colour in shapes.COLOURS and kind in shapes.SHAPES
-    # a one-shape image on a flat-named background: its centre-of-colour is the shape's colour
-    one = [(x, c) for x, c in zip(xs, caps) if " and " not in c]
-    x, c = one[0]
+    # some pixel of an image is its shape's named colour
+    x, c = xs[0], caps[0]
     colour = torch.tensor(shapes.COLOURS[c.split(" ")[0]]).float() / 255
     assert (x - colour[:, None, None]).abs().sum(0).min() < 0.05  # some pixel is the named colour
+
+
+def test_the_word_tokenizer_saves_loads_and_marks_unseen_words(tmp_path):
+    from transformers import AutoTokenizer
+    tok = tiny.word_tokenizer()
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)  # as backbones.load reads it
+    text = ["red ring on blue", "remove the haze from this image and make it clear", "purple elephant"]
+    assert again(text).input_ids == tok(text).input_ids
+    assert tok("purple elephant").input_ids == [tok.convert_tokens_to_ids("purple"), tok.unk_token_id, tok.eos_token_id]
 
 
 def test_training_items_are_drawn_lazily_and_eval_pairs_are_fixed():
@@ -67,8 +79,8 @@ def test_tiny_shapes_runs_the_flux_path_with_its_own_settings():
 def test_shipped_shapes_prior_knows_its_world():
     # pre-training's own judgement, recorded beside the weights: samples score near real test images
     log = json.load(open(os.path.join(backbones.TINY["tiny-shapes"], "pretrain.json")))
-    p = log["prior"]  # the judge reads most real images back (a shape hidden by the other is misread)
-    assert p["read_back_real_test"] > 0.7 and 0 <= p["read_back_samples_for_captions"] <= 1, p
+    p = log["prior"]  # the judge reads the real images back
+    assert p["read_back_real_test"] > 0.95 and 0 <= p["read_back_samples_for_captions"] <= 1, p
     bb = backbones.load("tiny-shapes", device="cpu", keep_text_encoder=True)
     a, b = bb.encode_text(["red circle on blue", "blue circle on red"])["context"].unbind(0)
     assert (a - b).abs().mean() > 1e-3  # the trained encoder tells colours apart
@@ -93,11 +105,12 @@ def test_the_judge_reads_the_world_back_and_fails_blobs():
     assert shapes.labels("red ring and blue circle on green") == ({("red", "ring"), ("blue", "circle")}, "green")
     x, caps = shapes.batch("test", 0, 200)
     real = shapes.read_back(x, caps).float().mean()
-    assert real > 0.7  # a shape partly hidden by the other is misread
-    assert shapes.read_back(extensions.lowpass(x, 4.0), caps).float().mean() < real / 4
+    assert real > 0.95
+    blobs = extensions.lowpass(x, 8.0)  # a blurred circle is still a circle; nothing else survives
+    assert shapes.read_back(blobs, caps).float().mean() < real / 4
+    square = [i for i, c in enumerate(caps) if "square" in c]  # a rounded square is a blob, not a square
+    assert shapes.read_back(blobs[square], [caps[i] for i in square]).float().mean() < 0.05
     assert shapes.read_back(x, caps[1:] + caps[:1]).float().mean() < 0.02
-    alone = [i for i, c in enumerate(caps) if " and " not in c]  # one shape: nothing hidden
-    assert shapes.read_back(x[alone], [caps[i] for i in alone]).float().mean() > 0.95
 
 
 def test_lab_intervals_and_verdicts():
