@@ -127,7 +127,6 @@ def _outline(patch):
         w, h = np.ptp(p[:, 0]), np.ptp(p[:, 1])
         if w * h < rect:
             rect, side = w * h, min(w, h) / max(w, h, 1e-9)
-    i, j, k = np.triu_indices(len(hull), 1) + (None,)
     d = hull[None, :, :] - hull[:, None, :]  # the largest triangle on hull vertices
     cross = np.abs(d[:, :, None, 0] * d[:, None, :, 1] - d[:, :, None, 1] * d[:, None, :, 0]) / 2
     return area / (math.pi * r * r), area / rect, side, area / cross.max()
