@@ -32,7 +32,7 @@ FLUX_VAE = dict(block_out_channels=[32, 64, 64], down_block_types=["DownEncoderB
 FLUX_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=6, attention_head_dim=32,
                         num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
                         guidance_embeds=False, axes_dims_rope=[8, 12, 12])
-SHAPES_TEXT_LEN = 24  # words (a caption has at most 7 and the end token; FLUX pads its context too)
+SHAPES_TEXT_LEN = 24  # words (a caption has 4 and the end token; an instruction more; FLUX pads its context too)
 # the shapes world's words, and those of the instructions the notebooks try; a word never seen in
 # pre-training keeps its random embedding, as an unseen byte sequence would
 WORDS = ("red green blue yellow purple orange white black cyan pink circle square triangle ring and on "
