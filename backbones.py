@@ -3,7 +3,8 @@
 The rest of the repo sees one small interface and never the backbone's name:
   bb.encode(pixels), bb.decode(latents)   pixels in [-1, 1]: [B,3,H,W] or [B,3,F,H,W]
   bb.velocity(x, sigma, prompts)          one batched call, [k, B, ...] for k prompts (None: bare)
-  bb.new_prompt(task=...), bb.check(p)    a zero-gate prompt of the right shape; refuse a wrong one
+  bb.new_prompt(task=...)                 a zero-gate prompt of the right shape
+  bb.load_prompt(path)                    a prompt file on bb.device; one made for another backbone refused
   bb.video, bb.multiple, bb.latent_shape(h, w, frames), bb.kind, bb.device, and SETTINGS' values
 Everything FLUX- or Wan-specific (packing, ids, pooled projection, guidance, timestep convention,
 VAE scaling, the real configs) lives here. A backbone computes on bb.device and returns there.
@@ -110,8 +111,13 @@ class Backbone:
     def new_prompt(self, **meta):
         return prompt_lib.Prompt(*self.prompt_shape, backbone=self.name, **meta).to(self.device)
 
-    def check(self, p):
-        self.injector.check(p, self.prompt_shape[0], self.name)
+    def load_prompt(self, path):
+        """A prompt file (prompt.load) on this backbone's device; one of another shape refused, naming both."""
+        p = prompt_lib.load(path)
+        if p.shape != self.prompt_shape:
+            k, d, g = self.prompt_shape
+            raise ValueError(f"prompt '{p.meta.get('task', '?')}' was made for {p.describe()}, but this "
+                             f"backbone is {self.name} ({k}x{d}, {g} gates)")
         return p.to(self.device)
 
     def latent_shape(self, h, w, frames=1):
@@ -125,11 +131,8 @@ class Backbone:
         sigma: [B] noise levels in [0, 1] (continuous; the timestep convention is applied
         here). context: a text context from encode_text() instead of the null text.
         """
-        prompts = list(prompts)
+        prompts = list(prompts)  # checked once, when loaded (load_prompt) or made (new_prompt)
         k = len(prompts)
-        for p in prompts:
-            if p is not None:
-                self.check(p)
         xs = x.to(self.device, self.dtype).repeat(k, *([1] * (x.ndim - 1)))
         ctx = self.context if context is None else context["context"].to(self.device, self.dtype)
         ctx = ctx.expand(x.shape[0], -1, -1).repeat(k, 1, 1)  # [1 or B, L, D] -> [k*B, L, D]

@@ -12,7 +12,6 @@ shape (batch, --accum, a seeded generator per micro-batch, AdamW, --steps), loss
 """
 import itertools
 import json
-import math
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ import backbones
 import dataset
 import degrade
 import media
+import metrics
 import pairs
 from cli import fail, parse
 
@@ -144,7 +144,7 @@ def classical_file(name, prompts_dir=PROMPTS):
 
 def classical_settings(name, task, prompts_dir=PROMPTS):
     """The classical method's settings for this backbone and task: the stored ones, else CLASSICAL's."""
-    degrade.check(task)
+    degrade.known(task)
     path = classical_file(name, prompts_dir)
     stored = json.load(open(path)).get(task, {}) if os.path.isfile(path) else {}
     return {**CLASSICAL[task][2], **stored.get("settings", {})}
@@ -153,7 +153,7 @@ def classical_settings(name, task, prompts_dir=PROMPTS):
 def classical(task, x, settings=None):
     """x: an image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> the classical method's output,
     same shape, dtype and device; a clip frame by frame."""
-    degrade.check(task)
+    degrade.known(task)
     _, fn, default, _ = CLASSICAL[task]
     s = {**default, **(settings or {})}
     clip = x[:, None] if x.ndim == 3 else x
@@ -166,14 +166,13 @@ def classical(task, x, settings=None):
 def choose_classical(task, pair_list):
     """Every setting of CLASSICAL[task]'s grid on the pairs: [(settings, metrics, score)], best
     first; the score is eval.score's (PSNR and SSIM gains over the degraded input, normalized)."""
-    import eval as ev
     grid = CLASSICAL[task][3]
     cands = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
     keys = ("psnr", "ssim")
     mean = lambda ms: {k: sum(m[k] for m in ms) / len(ms) for k in keys}  # noqa: E731
-    before = mean([ev.metrics(d, c) for d, c in pair_list])
-    res = {i: mean([ev.metrics(classical(task, d, s), c) for d, c in pair_list]) for i, s in enumerate(cands)}
-    sc = ev.score(res, before)
+    before = mean([metrics.metrics(d, c) for d, c in pair_list])
+    res = {i: mean([metrics.metrics(classical(task, d, s), c) for d, c in pair_list]) for i, s in enumerate(cands)}
+    sc = metrics.score(res, before)
     order = sorted(res, key=lambda i: -sc[i])
     return before, [(cands[i], res[i], sc[i]) for i in order]
 
@@ -301,10 +300,6 @@ def step_on(net, opt, micro):
     return total / n
 
 
-def psnr(a, b):
-    return -10 * math.log10(((a - b).square().mean().item()) + 1e-12)
-
-
 def main_choose(name, size_, frames_, vid):
     out_ = out or os.path.join(PROMPTS, name, "baselines")
     path = os.path.join(out_, "classical.json")
@@ -327,7 +322,7 @@ def main_choose(name, size_, frames_, vid):
 
 
 def main():
-    degrade.check(task)
+    degrade.known(task)
     if batch < 0 or accum < 1:
         fail(f"--batch={batch} must be at least 0 (0: the backbone's) and --accum={accum} at least 1")
     if data_source == "generate":
@@ -416,9 +411,9 @@ def main():
         if (step + 1) % val_every == 0 or step + 1 == steps:
             net.eval()
             rec = torch.stack([restore_unet(net, d) for d in vd])
-            q = lambda x: (x * 255).round() / 255  # noqa: E731
-            val = sum(psnr(q(r), q(c)) for r, c in zip(rec, vc)) / len(rec)
-            base = sum(psnr(d, c) for d, c in zip(vd, vc)) / len(vd)
+            q = metrics.quantize
+            val = sum(metrics.psnr(q(r), q(c)) for r, c in zip(rec, vc)) / len(rec)
+            base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(vd, vc)) / len(vd)
             tqdm.write(f"step {step + 1}: loss {sum(log[-50:]) / len(log[-50:]):.5f}, val PSNR {val:.2f} dB "
                        f"(degraded {base:.2f} dB), {time.time() - t_train:.0f} s")
             show = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731

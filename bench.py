@@ -273,7 +273,7 @@ def main_arch():
     big = torch.rand((3, fb, hb, wb) if bb.video else (3, hb, wb), generator=g)
     # a long clip is restored window by window (sample.restore), each window whole
     wins = len(tiles.frame_windows(fb, bb.window)) if bb.video else 1
-    sizes, _, boxes = tiles.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], 
+    sizes, boxes, _ = tiles.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], 
                                    sample.tile_sizes(bb, (1,) + bb.latent_shape(hb, wb, fr if bb.video else 1)))
     chunk = 16  # sample.py's default
     k = min(len(boxes), chunk)
@@ -399,7 +399,7 @@ def measure_row(kind, job, storage, ckpt, b, size, dev, n, steps, bbs, g):
         return peak, secs, secs / fwd, "step (with encoding) / forward", "<= 2.5"
     x = torch.rand((3, f, h, w) if bb.video else (3, h, w), generator=g)
     y = sample.to_latents(bb, x)
-    sizes, _, boxes = tiles.layout(y.shape[2:], sample.tile_sizes(bb, y.shape))
+    sizes, boxes, _ = tiles.layout(y.shape[2:], sample.tile_sizes(bb, y.shape))
     zt = torch.randn((len(boxes), y.shape[1]) + tuple(sizes), generator=g).to(dev)
     with torch.no_grad():
         one = timed(lambda: bb.velocity(zt, torch.full((len(boxes),), 0.3, device=dev), [p]), n, dev)

@@ -1,4 +1,4 @@
-"""The paper's three forward constructions, the sampler of each, and mixing by averaging velocities.
+"""The paper's three forward constructions and the sampler of each (mixing: sample.velocity).
 
 Flow matching as in FLUX and Wan: z_t = (1-t) x0 + t eps (t=1 noise, t=0 data), v = eps - x0,
 so the backbone's clean estimate is x0_hat = z_t - sigma v (eq. 2). Each construction is one
@@ -30,7 +30,6 @@ def _ddbm_T(t0):
 
 def coefficients(bridge, t, t0=T0):
     """(c_deg, c_clean, sigma) of a construction at time t (tensor, any shape)."""
-    check(bridge)
     if bridge == "naive":
         # eq. (1): z_t = (1-t) z_deg + t eps. The signal stays anchored at z_deg.
         return 1 - t, torch.zeros_like(t), t
@@ -46,9 +45,10 @@ def coefficients(bridge, t, t0=T0):
     if bridge == "ebr":
         # eq. (9): z_t = (1-t)[(1 - t/T0) z_clean + (t/T0) z_deg] + t eps.
         return (1 - t) * (t / t0), (1 - t) * (1 - t / t0), t
+    known(bridge)
 
 
-def check(bridge):
+def known(bridge):
     """A clear error for a bridge name we do not have (train.py calls it before writing anything)."""
     if bridge not in BRIDGES:
         raise ValueError(f"unknown bridge {bridge!r}; choose one of {', '.join(BRIDGES)}")
@@ -126,8 +126,3 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
             x = c_deg * y + c_clean * x0 + sigma * eps_hat
     return x0
 
-
-def mixed(velocity_many):
-    """Mixed degradations (paper Sec. 3.3): the mean of several prompts' velocities.
-    velocity_many(x, sigma) returns [k, B, ...], one velocity per prompt from one batched call."""
-    return lambda x, sigma: velocity_many(x, sigma).mean(0)

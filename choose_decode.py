@@ -16,8 +16,8 @@ import torch
 from tqdm import tqdm
 
 import backbones
-import eval as evaluation
 import extensions
+import metrics
 import pairs
 import prompt as prompt_lib
 import sample
@@ -68,9 +68,9 @@ def choose(bb, p, pair_list, before, cands, seed_):
         z = sample.sample_latents(bb, y, [p], br, t0, seed=seed_, progress=False)
         decoded, base = sample.from_latents(bb, z, deg), sample.from_latents(bb, y, deg)
         for c in cands:
-            rows[c].append(evaluation.metrics(extensions.apply_decode(deg, decoded, base, *c), clean))
+            rows[c].append(metrics.metrics(extensions.apply_decode(deg, decoded, base, *c), clean))
     results = {c: {k: sum(r[k] for r in rs) / len(rs) for k in ("psnr", "ssim")} for c, rs in rows.items()}
-    scores = evaluation.score(results, ref)
+    scores = metrics.score(results, ref)
     best = max(cands, key=lambda c: (scores[c], *(-v for v in c)))  # a tie goes to the smaller setting
     return best, results, scores, ref
 
@@ -83,16 +83,14 @@ def main():
     cands = candidates(values(keep_detail, "keep_detail"), values(decoded_above, "decoded_above"),
                        values(min_change, "min_change"))
     bb = backbones.load(backbone or None, video=video, device=device or None)
-    p = bb.check(prompt_lib.load(prompt))
+    p = bb.load_prompt(prompt)
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
     pair_list = pairs.make_pairs(data_source, task, count, size_, frames_, torch.Generator().manual_seed(seed + 7),
                                  bb.video, any_label=any_label, data_root=data_root)
-    # a pair the degradation left unchanged has nothing to restore (and an infinite PSNR)
-    kept = [((d, c), m) for d, c in pair_list for m in [evaluation.metrics(d, c)] if m["psnr"] < float("inf")]
-    if not kept:
+    pair_list, before = metrics.restorable(pair_list)
+    if not pair_list:
         fail("every pair's degraded input equals its clean image: nothing to choose on")
-    pair_list, before = [pc for pc, _ in kept], [m for _, m in kept]
     best, results, scores, ref = choose(bb, p, pair_list, before, cands, seed)
     print(f"\ndecode of {prompt} on {len(pair_list)} {data_source} pairs ({bb.name}):")
     print(f"{'keep_detail':<12} {'above':>6} {'floor':>6} {'PSNR':>7} {'SSIM':>7} {'score':>6}")

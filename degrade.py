@@ -129,7 +129,7 @@ FUNCS = dict(haze=(haze_params, haze), rain=(rain_params, rain), snow=(snow_para
              lowlight=(lowlight_params, lowlight), blur=(blur_params, blur))
 
 
-def check(task):
+def known(task):
     """A clear error for a task we have no degradation for."""
     if task not in FUNCS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
@@ -137,7 +137,7 @@ def check(task):
 
 def degrade(task, x, g):
     """Degrade an image [3, H, W] or a clip [3, F, H, W]; result clamped to [0, 1]."""
-    check(task)
+    known(task)
     make, apply = FUNCS[task]
     p = make(g)
     if x.ndim == 3:

@@ -13,13 +13,10 @@ code): float RGB in [0, 1], scikit-image's defaults (7x7 uniform window). Clips:
 """
 import csv
 import json
-import math
 import os
 import sys
 
 import torch
-import torch.nn.functional as F
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
 import backbones
@@ -27,6 +24,7 @@ import baselines as baselines_lib
 import extensions
 import lowbits
 import media
+import metrics
 import pairs
 import sample
 from cli import fail, parse
@@ -57,96 +55,6 @@ device = ""           # cuda, cuda:1, cpu (default: the GPU if there is one, els
 vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
 low_memory = False    # as in sample.py: the frozen transformer in 4 bits, text encoders and VAE offloaded
 ALIASES = {"data": "data_source"}
-
-
-# ------------------------------------------------------------------------------ metrics
-
-def quantize(x):
-    """[0, 1] float -> the float values of its uint8 image."""
-    return (x.clamp(0, 1) * 255).round()
-
-
-def rgb_to_y(x255):
-    """MATLAB rgb2ycbcr luma of [3, ...] in 0..255 -> [1, ...] in 16..235."""
-    r, g, b = x255 / 255
-    return (16 + 65.481 * r + 128.553 * g + 24.966 * b)[None]
-
-
-def psnr(a255, b255):
-    mse = (a255 - b255).square().mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
-
-
-def _gauss_window(size=11, sigma=1.5):
-    """The 1-D Gaussian whose outer product is SSIM's 11x11 window: two 1-D passes give the same
-    sums as one 2-D pass at a fifth of the cost (eval.choose scores a hundred decodes a pair)."""
-    a = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-a**2 / (2 * sigma**2))
-    return (g / g.sum())[None, None, None]
-
-
-def ssim(a255, b255):
-    """Mean SSIM of [C, H, W] images in 0..255 (Wang et al. 2004), valid windows only."""
-    g = _gauss_window()
-    blur = lambda x: F.conv2d(F.conv2d(x, g), g.transpose(2, 3))
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    a, b = a255.double()[:, None], b255.double()[:, None]
-    mu_a, mu_b = blur(a), blur(b)
-    saa = blur(a * a) - mu_a**2
-    sbb = blur(b * b) - mu_b**2
-    sab = blur(a * b) - mu_a * mu_b
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (saa + sbb + c2))
-    return m.mean().item()
-
-
-def metrics(pred, target):
-    """PSNR/SSIM in RGB and on Y of an image [3, H, W] or a clip [3, F, H, W] (mean over frames)."""
-    if pred.ndim == 4:
-        per = [metrics(pred[:, f], target[:, f]) for f in range(pred.shape[1])]
-        return {k: sum(p[k] for p in per) / len(per) for k in per[0]}
-    p, t = quantize(pred), quantize(target)
-    py, ty = rgb_to_y(p), rgb_to_y(t)
-    return dict(psnr=psnr(p, t), ssim=ssim(p, t), psnr_y=psnr(py, ty), ssim_y=ssim(py, ty))
-
-
-def paper_metrics(pred, target):
-    """PSNR and SSIM as the authors' evaluation code scores them, by the same library calls:
-    scikit-image on float RGB in [0, 1], no quantization, data_range 1, channel_axis 2, its
-    default 7x7 uniform window. A clip: the mean over frames."""
-    if pred.ndim == 4:
-        per = [paper_metrics(pred[:, f], target[:, f]) for f in range(pred.shape[1])]
-        return {k: sum(p[k] for p in per) / len(per) for k in per[0]}
-    a = pred.detach().double().cpu().permute(1, 2, 0).numpy()
-    b = target.detach().double().cpu().permute(1, 2, 0).numpy()
-    return dict(psnr_paper=float(peak_signal_noise_ratio(b, a, data_range=1)),
-                ssim_paper=float(structural_similarity(b, a, data_range=1, channel_axis=2)))
-
-
-def perceptual_metrics():
-    """LPIPS, DISTS, CLIPIQA, MUSIQ need a library and downloaded weights: say which are absent."""
-    why = {}
-    try:
-        import pyiqa  # noqa: F401
-        why = {m: "pyiqa is installed, but its weights download at first use (no download here)"
-               for m in ("lpips", "dists", "clipiqa", "musiq")}
-    except ImportError:
-        why = {m: "needs the pyiqa package and its downloaded weights" for m in ("lpips", "dists", "clipiqa", "musiq")}
-    return why
-
-
-def score(results, reference=None):
-    """{candidate: {"psnr", "ssim", ...}} -> {candidate: score}: PSNR and SSIM each min-max normalized
-    across the candidates, then averaged (the paper's Sec. 4.4 procedure; notebook 02 chooses T0
-    with it). With a reference (the degraded input's metrics) it counts among the candidates for
-    the range and scores 0: a spread of 0.04 dB among candidates that all gain 5 dB then weighs
-    0.04 / 5, where plain min-max would stretch it over the whole scale."""
-    norm = {c: [] for c in results}
-    for k in ("psnr", "ssim"):
-        vals = [r[k] for r in results.values()] + ([reference[k]] if reference else [])
-        lo, span = (reference[k] if reference else min(vals)), max(vals) - min(vals)
-        for c, r in results.items():
-            norm[c].append((r[k] - lo) / span if span > 0 else 1.0)
-    return {c: sum(v) / len(v) for c, v in norm.items()}
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -194,14 +102,12 @@ def main():
     n = count or (0 if data_ in ("heldout", "shapes-test", "shapes-val") else 16)
     pair_list = pairs.make_pairs(data_, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
                                  any_label=any_label, data_root=data_root)
-    # a pair the degradation left unchanged (a blur kernel of one pixel over a flat crop) has
-    # nothing to restore, and its infinite PSNR would make every mean infinite
-    kept = [((d, c), m) for d, c in pair_list for m in [metrics(d, c)] if m["psnr"] < float("inf")]
+    kept, before = metrics.restorable(pair_list)
     if len(kept) < len(pair_list):
         print(f"{len(pair_list) - len(kept)} of {len(pair_list)} pairs left out: their degraded input equals the clean image")
     if not kept:
         fail("every pair's degraded input equals its clean image: nothing to evaluate")
-    pair_list, before = [pc for pc, _ in kept], [m for _, m in kept]
+    pair_list = kept
     out_ = out or os.path.join("runs", f"eval-{bb.name}-{task}" + ("-paper" if paper else ""))
     os.makedirs(out_, exist_ok=True)
     # label -> (restore(i, deg, clean) -> pred, learned numbers (None: not a restoration), decode or
@@ -228,8 +134,8 @@ def main():
         preds = []
         for label, (run, _, _) in methods.items():
             pred = run(i, deg, clean)
-            ours = before[i] if label == "degraded" else metrics(pred, clean)
-            rows.append(dict(index=i, method=label, **ours, **paper_metrics(pred, clean)))
+            ours = before[i] if label == "degraded" else metrics.metrics(pred, clean)
+            rows.append(dict(index=i, method=label, **ours, **metrics.paper_metrics(pred, clean)))
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
             row = torch.cat(preds + [clean], -1)
@@ -245,10 +151,9 @@ def main():
         wr = csv.DictWriter(f, fieldnames=["index", "method"] + keys)
         wr.writeheader()
         wr.writerows(rows)
-    unavailable = perceptual_metrics()
     decodes = {label: m[2] for label, m in methods.items() if m[2] is not None}
     json.dump(dict(task=task, backbone=bb.name, data=data_, pairs=len(pair_list), size=size_, seed=seed,
-                   paper=paper, decode=decodes, learned=learned, baselines=about, summary=summary, unavailable=unavailable,
+                   paper=paper, decode=decodes, learned=learned, baselines=about, summary=summary,
                    metrics=dict(ours="uint8-quantized; SSIM 11x11 Gaussian window (sigma 1.5); _y on MATLAB's luma",
                                 paper="float RGB in [0, 1], data_range 1; SSIM scikit-image's default 7x7 uniform window")),
               open(json_path, "w"), indent=1)
@@ -268,8 +173,6 @@ def main():
     if "unet" in about:
         u = about["unet"]
         print(f"supervised U-Net: {u['file']} (widths {u['widths']}, {u['steps']} steps on {u['data']}, seed {u['seed']})")
-    for k, why in unavailable.items():
-        print(f"{k}: unavailable: {why}")
     print(f"wrote {csv_path} and {json_path}" + (f"; pictures ({', '.join(methods)}, clean): "
           f"{out_}/pair_0..{min(pictures, len(pair_list)) - 1}.png" if pictures else ""))
     return summary

@@ -75,22 +75,6 @@ def prompted(bb, p, z_t, sigma):
     return coarse(bb.velocity(z_t, sigma, [p])[0], v_bare, width, gain)
 
 
-def velocities(call, prompts):
-    """The prompts' velocities [k, B, ...] as the sampler follows them. call(list) -> velocity_many
-    runs the backbone (tiled) for a list of prompts, None for the bare backbone. Paper-form prompts
-    pass as they are; a coarse one gets the bare backbone called too, in the same batch, and its
-    low-pass put on the bare fine part (over the whole latent: after tiling)."""
-    forms = [coarse_of(p) for p in prompts]
-    if not any(w for w, _ in forms):
-        return call(list(prompts))
-    many = call(list(prompts) + [None])
-
-    def velocity(x, sigma):
-        vs = many(x, sigma)
-        return torch.stack([coarse(v, vs[-1], w, g) for v, (w, g) in zip(vs[:-1], forms)])
-    return velocity
-
-
 # ------------------------------------------------------------------------------- the decode
 
 def decode_of(p):

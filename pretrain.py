@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 import backbones
 import media
+import metrics
 import pairs
 import photos as catalogue  # `photos` is the --photos option
 import tiny
@@ -235,11 +236,10 @@ def flip(x, g):
 @torch.no_grad()
 def round_trip_psnr(vae, items):
     """Mean PSNR (dB, uint8-quantized) of held-out pixels [3, ...] through the VAE and back."""
-    q = lambda x: (x.clamp(0, 1) * 255).round()  # noqa: E731
     total = 0.0
     for x in items:
         rec = (vae.decode(vae.encode(x[None].to(device) * 2 - 1).latent_dist.mode()).sample.float().cpu() + 1) / 2
-        total += 10 * math.log10(255 ** 2 / ((q(rec[0]) - q(x)).square().mean().item() + 1e-12))
+        total += metrics.psnr(metrics.quantize(rec[0]), metrics.quantize(x))
     return round(total / len(items), 2)
 
 

@@ -148,13 +148,6 @@ class Injector:
             h.remove()
         self.handles = []
 
-    def check(self, prompt, tokens, name):
-        """Refuse a prompt made for another backbone, naming both."""
-        if prompt.shape != (tokens, self.dim, self.num_gates):
-            raise ValueError(f"prompt '{prompt.meta.get('task', '?')}' was made for "
-                             f"{prompt.describe()}, but this backbone is {name} "
-                             f"({tokens}x{self.dim}, {self.num_gates} gates)")
-
     # one pass per transformer call: the per-sample bank and gates of this batch
     def _prepare(self, module, args, kwargs):
         self._per_sample = None

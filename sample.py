@@ -12,6 +12,7 @@ Several tasks are mixed: their velocities averaged in one sampler run at one T0.
 Without --paper, extensions.py applies. PNG, or mp4 at the input's (average) fps; never over an input
 or another output.
 """
+import functools
 import os
 import sys
 import tempfile
@@ -26,7 +27,6 @@ import ddp
 import extensions
 import lowbits
 import media
-import prompt as prompt_lib
 import tiles
 from cli import fail, parse
 
@@ -82,7 +82,7 @@ def resolve_prompts(bb, names, paper=False, prompts_dir=PROMPTS):
             have = sorted(f[:-12] for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
             raise media.InputError(f"unknown task {name!r} for {bb.name}: known tasks are {', '.join(have) or 'none'} "
                                    f"(in {folder}); train one with python train.py --task={name}")
-        p = bb.check(prompt_lib.load(path))
+        p = bb.load_prompt(path)
         if paper and extensions.coarse_of(p)[0]:
             raise media.InputError(f"{path} is a coarse prompt (extensions.py), not the paper's form: "
                                    f"drop --paper, or give a prompt trained with train.py --paper")
@@ -159,26 +159,49 @@ def from_latents(bb, z, x):
     return rec.to(x.device)
 
 
+def velocity(bb, x, sigma, prompts, boxes, weight, chunk=16, bar=None):
+    """The velocity a sampler step follows at the state x [B, C, ...] with noise level sigma [B]:
+    1. the backbone on each tile (tiles.layout), at most `chunk` samples per call, every prompt of
+       a mix in the same batched call (bb.velocity returns one velocity per prompt);
+    2. the tiles' velocities blended with their ramps: one velocity over the whole latent;
+    3. extension (extensions.py): a coarse prompt also asks for the bare backbone (None), in the
+       same call, and follows the bare backbone's fine part and its own low-passed coarse part;
+    4. the mix (paper Sec. 3.3): the mean of the prompts' velocities.
+    The paper's method is steps 1, 2 and 4 with paper-form prompts. bar: ticks once per call."""
+    forms = [extensions.coarse_of(p) for p in prompts]
+    coarse = any(width for width, _ in forms)
+    calls = list(prompts) + [None] * coarse
+    b, per = x.shape[0], max(1, chunk // x.shape[0])  # tiles per call
+    v = torch.zeros((len(calls),) + tuple(x.shape), device=x.device)
+    norm = torch.zeros(x.shape[2:], device=x.device)
+    weight = weight.to(x.device)
+    for i in range(0, len(boxes), per):
+        group = boxes[i:i + per]
+        xs = torch.cat([x[(slice(None), slice(None)) + box] for box in group])
+        vs = bb.velocity(xs, sigma.repeat(len(group)), calls)  # [k, tiles * B, C, ...]
+        for j, box in enumerate(group):
+            v[(slice(None),) * 3 + box] += vs[:, j * b:(j + 1) * b] * weight
+            norm[box] += weight
+        if bar is not None:
+            bar.set_postfix(tiles=f"{min(i + per, len(boxes))}/{len(boxes)}")
+    v = v / norm
+    if coarse:  # extension: each coarse prompt's low-passed move on the bare velocity, the last entry
+        v = torch.stack([extensions.coarse(vp, v[-1], width, gain) for vp, (width, gain) in zip(v[:-1], forms)])
+    if bar is not None:
+        bar.update(1)
+    return v.mean(0)
+
+
 @torch.no_grad()
 def sample_latents(bb, y, prompts, bridge_name, t0, steps=bridge.STEPS, seed=0, tile=0, window=0, chunk=16,
                    progress=True, desc=""):
-    """The paper's sampler on latents y (from to_latents), tiled, the prompts' velocities averaged.
+    """The paper's sampler (bridge.sample) on latents y (from to_latents), following velocity().
     The starting noise is drawn on the CPU from `seed` (the same on every device) and moved once."""
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
-    bar = tqdm(total=steps, desc=f"restore {desc}", leave=False, disable=not progress)
-    sizes = tile_sizes(bb, y.shape, tile, window)
-    # extension: a coarse prompt also calls the bare backbone (extensions.py); paper-form prompts pass as they are
-    many = extensions.velocities(
-        lambda calls: tiles.tiled(lambda z, s: bb.velocity(z, s, calls), y.shape, sizes, len(calls), chunk, bar), prompts)
-    mix = bridge.mixed(many)
-
-    def velocity(z, s):
-        bar.update(1)
-        return mix(z, s)
-
-    z0 = bridge.sample(bridge_name, velocity, y, eps, t0, steps=steps)
-    bar.close()
-    return z0
+    _, boxes, weight = tiles.layout(y.shape[2:], tile_sizes(bb, y.shape, tile, window))
+    with tqdm(total=steps, desc=f"restore {desc}", leave=False, disable=not progress) as bar:
+        step = functools.partial(velocity, bb, prompts=prompts, boxes=boxes, weight=weight, chunk=chunk, bar=bar)
+        return bridge.sample(bridge_name, step, y, eps, t0, steps=steps)
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ with --accum=N does.
 """
 import contextlib
 import itertools
-import math
 import os
 import pickle
 import sys
@@ -35,6 +34,7 @@ import degrade
 import extensions
 import lowbits
 import media
+import metrics
 import pairs
 import photos
 import prompt as prompt_lib
@@ -78,10 +78,6 @@ threads = 0          # torch CPU threads (0: torch's default)
 ALIASES = {"bridge": "bridge_name", "data": "data_source"}
 KERNELS = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
            "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
-
-
-def psnr(a, b):
-    return -10 * math.log10(((a - b).square().mean().item()) + 1e-12)
 
 
 def attention_kernels(dev, attention="auto"):
@@ -230,8 +226,8 @@ def unlock():
 
 
 def main():
-    degrade.check(task)  # before anything is loaded or written
-    bridge.check(bridge_name)
+    degrade.known(task)  # before anything is loaded or written
+    bridge.known(bridge_name)
     attention_kernels("cuda", attention)  # a bad --attention fails here, not after loading
     if accum < 1 or batch < 0:
         fail(f"--batch={batch} must be at least 0 (0: the backbone's) and --accum={accum} at least 1")
@@ -371,9 +367,9 @@ def main():
             if not lead:
                 continue
             rec = validate(bb, p, vd, seed + 2, bridge_name, t0_, batch_).cpu()
-            q = lambda x: (x * 255).round() / 255  # noqa: E731
-            val_psnr = sum(psnr(q(r), q(c)) for r, c in zip(rec, val_clean)) / len(rec)
-            base = sum(psnr(d, c) for d, c in zip(val_deg, val_clean)) / len(val_deg)
+            q = metrics.quantize
+            val_psnr = sum(metrics.psnr(q(r), q(c)) for r, c in zip(rec, val_clean)) / len(rec)
+            base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(val_deg, val_clean)) / len(val_deg)
             tqdm.write(f"step {step + 1}: loss {sum(log[-50:]) / len(log[-50:]):.4f}, val PSNR {val_psnr:.2f} dB "
                        f"(degraded {base:.2f} dB), {time.time() - t_start:.0f} s")
             show = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731

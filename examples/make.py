@@ -29,7 +29,7 @@ def sheet(task="haze"):
     and its clean source side by side, labelled with PSNR / SSIM against the clean image."""
     from PIL import Image, ImageDraw
 
-    import eval as evaluation
+    import metrics
     names = [("degraded", f"{task}.png"), ("the paper's method", f"{task}_paper.png"),
              ("with extensions", f"{task}_restored_{task}.png"), ("clean", f"clean/{task}.png")]
     paths = [os.path.join(HERE, f) for _, f in names]
@@ -43,7 +43,7 @@ def sheet(task="haze"):
     draw = ImageDraw.Draw(out)
     for i, ((label, _), img) in enumerate(zip(names, imgs)):
         if i < 3:
-            m = evaluation.metrics(img, imgs[-1])
+            m = metrics.metrics(img, imgs[-1])
             label += f"  {m['psnr']:.2f} dB / {m['ssim']:.3f}"
         out.paste(Image.fromarray((img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)), (i * (w + 4), 0))
         draw.text((i * (w + 4) + 4, h + 5), label, fill="black")

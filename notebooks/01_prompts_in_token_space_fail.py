@@ -21,7 +21,7 @@ import os, sys, time
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, eval as metrics, pairs, train
+import backbones, bridge, metrics, pairs, train
 
 FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU

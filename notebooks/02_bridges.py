@@ -22,7 +22,7 @@ import os, sys, time
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, eval as metrics, extensions, pairs, prompt, sample, train
+import backbones, bridge, metrics, extensions, pairs, prompt, sample, train
 
 FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU
@@ -99,7 +99,7 @@ def trained(bridge_name, t0=T0, steps=None):
     """The shipped ablation prompt, or (steps given, another T0, or none shipped) a paper-form
     prompt trained here: train.py's recipe, data seed 0, draws seeded 1."""
     if ALL_SHIPPED and steps is None and t0 == T0:
-        return bb.check(prompt.load(ablation(bridge_name)))
+        return bb.load_prompt(ablation(bridge_name))
     steps = steps or (4 if FAST else 600)
     if not _pool:  # the training pairs, encoded once
         pair_list = pairs.make_pairs("photos", TASK, 16 if FAST else 128, size, F_, torch.Generator().manual_seed(0), bb.video)

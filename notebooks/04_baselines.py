@@ -22,7 +22,7 @@ import os, sys
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, baselines, degrade, eval as metrics, pairs, sample
+import backbones, baselines, degrade, metrics, pairs, sample
 
 FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: two pairs per task, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU

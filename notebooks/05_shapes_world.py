@@ -19,7 +19,7 @@ import json, os, sys
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, degrade, eval as metrics, lab, pairs, shapes, train
+import backbones, bridge, degrade, metrics, lab, pairs, shapes, train
 
 FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))
@@ -56,17 +56,32 @@ plt.title("from the null text (rows 1-2); for the captions of rows 5-6 (rows 3-4
           fontsize=8); plt.show()
 
 # %% [markdown]
+# ## The learning rate, chosen on val
+#
+# Every prompt below trains with one learning rate, chosen here: an EBR rain prompt (seed 0, T0,
+# STEPS steps) per candidate, restored by the paper's sampler on **val** images; the best PSNR wins.
+# The same rate then serves every arm, task and T0 (the paper trains its arms with one recipe).
+
+# %%
+LR_CANDIDATES = [bb.train_lr, 5 * bb.train_lr, 20 * bb.train_lr]
+val_rain = lab.held_out(bb, "rain", "val", N_TEST)
+on_val = {r: lab.mean(lab.scores(bb, [lab.trained(bb, "rain", seed=0, steps=STEPS, lr=r)], "ebr", bb.t0, val_rain))
+          for r in LR_CANDIDATES}
+LR = max(LR_CANDIDATES, key=on_val.get)
+print("rain on val, PSNR by learning rate:", {f"{r:g}": round(v, 2) for r, v in on_val.items()}, f"-> {LR:g}")
+
+# %% [markdown]
 # ## One prompt per degradation (EBR, seed 0)
 #
-# A prompt per task, trained for STEPS steps on the training split, restores the test split.
-# Three test images each: degraded | bare backbone (the same sampler, no prompt) | prompt | clean.
+# A prompt per task, trained for STEPS steps on the training split at the rate LR, restores the
+# test split. Three test images each: degraded | bare backbone (the same sampler, no prompt) | prompt | clean.
 
 # %%
 first = {}
 fig, axes = plt.subplots(len(TASKS), 12, figsize=(14, 1.4 * len(TASKS)))
 for r, task in enumerate(TASKS):
     test = lab.held_out(bb, task, "test", N_TEST)
-    p = lab.trained(bb, task, seed=0, bridge_name="ebr", steps=STEPS)
+    p = lab.trained(bb, task, seed=0, bridge_name="ebr", steps=STEPS, lr=LR)
     bare, ours = lab.restored(bb, [None], "ebr", bb.t0, test), lab.restored(bb, [p], "ebr", bb.t0, test)
     m = lambda outs: lab.mean([metrics.metrics(o, c) for o, (_, c) in zip(outs, test)])  # noqa: E731
     first[task] = dict(degraded=lab.mean([metrics.metrics(d, c) for d, c in test]), bare=m(bare), prompt=m(ours))
@@ -206,7 +221,7 @@ test = lab.held_out(bb, TASK, "test", N_TEST)
 per_seed = {name: [] for name in bridge.BRIDGES}
 for name in bridge.BRIDGES:
     for seed in SEEDS:
-        p = lab.trained(bb, TASK, seed=seed, bridge_name=name, steps=STEPS)
+        p = lab.trained(bb, TASK, seed=seed, bridge_name=name, steps=STEPS, lr=LR)
         rows = lab.scores(bb, [p], name, bb.t0, test)
         per_seed[name].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
 print(f"{TASK}, {N_TEST} test images, {len(SEEDS)} seeds, T0 {bb.t0}: mean ± 95% interval over seeds")
@@ -252,7 +267,7 @@ val = lab.held_out(bb, TASK, "val", N_TEST)
 sweep = {t0: [] for t0 in CANDS}  # per seed: (PSNR, SSIM) on val
 for seed in SEEDS:
     for t0 in CANDS:
-        rows = lab.scores(bb, [lab.trained(bb, TASK, seed=seed, bridge_name="ebr", t0=t0, steps=STEPS)], "ebr", t0, val)
+        rows = lab.scores(bb, [lab.trained(bb, TASK, seed=seed, bridge_name="ebr", t0=t0, steps=STEPS, lr=LR)], "ebr", t0, val)
         sweep[t0].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
 
 def normalized(i):  # seed i's normalized score of each candidate
@@ -277,7 +292,7 @@ plt.tight_layout(); plt.show()
 for t in CANDS:
     print(f"T0 {t}: PSNR {lab.fmt([v[0] for v in sweep[t]])}  SSIM {lab.fmt([v[1] for v in sweep[t]], '')}  "
           f"normalized {lab.fmt([n[t] for n in norm], '')}")
-rows = lab.scores(bb, [lab.trained(bb, TASK, seed=0, bridge_name="ebr", t0=chosen, steps=STEPS)], "ebr", chosen, test)
+rows = lab.scores(bb, [lab.trained(bb, TASK, seed=0, bridge_name="ebr", t0=chosen, steps=STEPS, lr=LR)], "ebr", chosen, test)
 print(f"chosen on val: T0 {chosen}; on the test split (seed 0): PSNR {lab.mean(rows, 'psnr'):.2f} dB")
 others = [t for t in CANDS if t != 0.4]
 d = [n[0.4] - max(n[t] for t in others) for n in norm]
@@ -295,7 +310,7 @@ g = torch.Generator().manual_seed(7)
 both = [(degrade.degrade("rain", degrade.degrade("haze", c, g), g), c) for _, c in test]
 mixing = {k: [] for k in ("haze prompt", "rain prompt", "mixed")}
 for seed in SEEDS:
-    ph, pr = (lab.trained(bb, t, seed=seed, bridge_name="ebr", steps=STEPS) for t in ("haze", "rain"))
+    ph, pr = (lab.trained(bb, t, seed=seed, bridge_name="ebr", steps=STEPS, lr=LR) for t in ("haze", "rain"))
     for k, ps in (("haze prompt", [ph]), ("rain prompt", [pr]), ("mixed", [ph, pr])):
         mixing[k].append(lab.mean(lab.scores(bb, ps, "ebr", bb.t0, both)))
 print(f"haze+rain input: {lab.mean([metrics.metrics(d, c) for d, c in both]):.2f} dB")

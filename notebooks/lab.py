@@ -18,8 +18,7 @@ import os
 import torch
 from scipy import stats
 
-import bridge
-import eval as metrics
+import metrics
 import extensions
 import pairs
 import prompt as prompt_lib
@@ -50,17 +49,18 @@ def fingerprint(bb):
 def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, batch=None, lr=None, cache=CACHE):
     """A paper-form prompt (no extension) trained by train.py's step on `pool` training pairs drawn
     with `seed`, which also seeds the prompt's init and the training draws. Kept under runs/lab/."""
-    t0 = t0 or bb.t0
-    name = f"{task}-{bridge_name}-t0{t0:g}-steps{steps}-pool{pool}-seed{seed}.safetensors"
+    t0, lr = t0 or bb.t0, lr or bb.train_lr
+    at = "" if lr == bb.train_lr else f"-lr{lr:g}"  # the backbone's rate keeps the names prompts were kept under
+    name = f"{task}-{bridge_name}-t0{t0:g}-steps{steps}-pool{pool}{at}-seed{seed}.safetensors"
     path = os.path.join(cache, f"{bb.name}-{fingerprint(bb)}", name)
     if os.path.isfile(path):
-        return bb.check(prompt_lib.load(path))
+        return bb.load_prompt(path)
     frames = bb.train_frames if bb.video else 1
     pair_list = pairs.make_pairs(bb.data, task, pool, bb.train_size, frames, torch.Generator().manual_seed(seed), bb.video)
     zd, zc = train.encode_pairs(bb, pair_list, f"encode seed {seed}")
     torch.manual_seed(seed)
     p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0)
-    opt = torch.optim.AdamW(p.parameters(), lr=lr or bb.train_lr)
+    opt = torch.optim.AdamW(p.parameters(), lr=lr)
     gens = [torch.Generator().manual_seed(1_000 + seed)]
     for _ in range(steps):
         train.train_step(bb, p, opt, zd, zc, gens, bridge_name, t0, batch or bb.train_batch)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import baselines
 import degrade
-import eval as ev
+import metrics
 import photos
 from conftest import ROOT, run_here
 
@@ -36,7 +36,7 @@ def test_classical_method_restores_its_own_degradation(task, heldout):
         deg = degrade.degrade(task, clean, torch.Generator().manual_seed(1000 + i))  # as pairs.make_pairs("heldout")
         out = baselines.classical(task, deg, settings)
         assert out.shape == deg.shape and out.dtype == deg.dtype and 0 <= out.min() and out.max() <= 1
-        psnr = lambda x: ev.psnr(ev.quantize(x), ev.quantize(clean))  # noqa: E731  (eval.metrics' PSNR)
+        psnr = lambda x: metrics.psnr(metrics.quantize(x), metrics.quantize(clean))  # noqa: E731
         gains.append(psnr(out) - psnr(deg))
     margin = MARGIN if len(heldout) == len(photos.HELD_OUT) else MARGIN_PIP_ONLY
     assert sum(gains) / len(gains) > margin[task], f"{task}: mean gain {sum(gains) / len(gains):.2f} dB"

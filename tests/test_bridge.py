@@ -175,12 +175,6 @@ def test_ebr_sampler_matches_authors_rule_step_by_step(z):
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
-def test_mixed_averages_velocities():
-    many = lambda x, s: torch.stack([x, 3 * x])  # noqa: E731
-    x = torch.randn(2, 4, 3, 3)
-    assert torch.allclose(bridge.mixed(many)(x, torch.ones(2)), 2 * x)
-
-
 def test_training_times_in_range():
     t = bridge.sample_t(1000, T0, generator=torch.Generator().manual_seed(0))
     assert t.min() >= bridge.T_MIN and t.max() <= T0

@@ -163,7 +163,7 @@ def test_vae_precision_policy():
 def test_bf16_vae_keeps_the_trained_tiny_vaes_output():
     # why bf16 is the GPU default: on the trained tiny VAE, bf16 loses at most a tenth of a dB
     # of what fp32 keeps (README); here on two held-out crops, with a margin
-    import eval as metrics
+    import metrics
     import photos
     bb = backbones.load("tiny-flux", device="cpu")
     crops = [c for _, c in photos.eval_crops(64, 1)[:2]]  # two held-out photos, a crop each

@@ -1,9 +1,13 @@
 """What extensions.py adds to the paper: the coarse prompt's velocity, the kept detail, the decode
 settings, and that each is off where the paper's method is asked for."""
+import types
+
 import torch
 
 import extensions
 import prompt as prompt_lib
+import sample
+import tiles
 
 
 def checker(n):
@@ -30,7 +34,7 @@ def test_coarse_takes_the_fine_velocity_from_the_bare_backbone():
     assert torch.equal(extensions.coarse(prompted, bare, 0, 3.0), prompted)
 
 
-def test_velocities_call_the_bare_backbone_only_for_a_coarse_prompt():
+def test_velocity_calls_the_bare_backbone_only_for_a_coarse_prompt():
     g = torch.Generator().manual_seed(0)
     bare = torch.randn(1, 4, 16, 16, generator=g)
     shift = torch.randn(1, 4, 1, 1, generator=g)
@@ -38,17 +42,18 @@ def test_velocities_call_the_bare_backbone_only_for_a_coarse_prompt():
     wide = prompt_lib.Prompt(2, 4, 1, task="b", coarse=2.0, gain=5.0)
     asked = []
 
-    def call(ps):  # what the backbone returns for each entry: its own velocity, bare last
+    def velocity(x, s, ps):  # what the backbone returns for each entry: its own velocity, bare last
         asked.append(list(ps))
-        return lambda x, s: torch.stack([bare + shift - checker(16) * 0.5 if p is wide else
-                                         bare + shift if p is paper_form else bare for p in ps])
-    many = extensions.velocities(call, [paper_form])
-    assert asked[-1] == [paper_form] and torch.equal(many(bare, None)[0], bare + shift)  # the paper: as it is
-    many = extensions.velocities(call, [wide, paper_form])
+        return torch.stack([bare + shift - checker(16) * 0.5 if p is wide else
+                            bare + shift if p is paper_form else bare for p in ps])
+    bb = types.SimpleNamespace(velocity=velocity)
+    _, boxes, weight = tiles.layout(bare.shape[2:], [16, 16])
+    v = sample.velocity(bb, bare, torch.ones(1), [paper_form], boxes, weight)
+    assert asked[-1] == [paper_form] and torch.equal(v, bare + shift)  # the paper: as it is
+    v = sample.velocity(bb, bare, torch.ones(1), [wide, paper_form], boxes, weight)
     assert asked[-1] == [wide, paper_form, None]  # the bare backbone, last, in the same call
-    vs = many(bare, None)
-    assert vs.shape[0] == 2 and torch.equal(vs[1], bare + shift)
-    assert (vs[0] - (bare + 5 * shift)).abs().max() < 0.15
+    wide_v = 2 * v - (bare + shift)  # the mix is the mean of the two
+    assert (wide_v - (bare + 5 * shift)).abs().max() < 0.15
 
 
 def test_decode_settings_resolution():

@@ -1,6 +1,7 @@
 """train.py and sample.py end to end on tiny random backbones: the paper's method bit for bit,
 mixes at one T0, resume, any size, windows, and the extensions' place in the path."""
 import os
+import types
 
 import pytest
 import torch
@@ -217,14 +218,18 @@ def test_seed_seeds_the_sampler(flux, prompts):
 
 
 def test_tiled_velocity_blends_exactly():
-    # a pointwise velocity gives the same answer tiled or whole: the blending weights sum to one
+    # a pointwise velocity gives the same answer tiled or whole (the blending weights sum to one),
+    # and the mix is the mean of the prompts' velocities, all from one batched call per tile group
     f = lambda x, s: torch.stack([torch.sin(x) * s.reshape(-1, *[1] * (x.ndim - 1)), x**2])  # noqa: E731
+    bb = types.SimpleNamespace(velocity=lambda x, s, calls: f(x, s)[:len(calls)])
+    mean = lambda x, s: f(x, s).mean(0)  # noqa: E731
     x, s = torch.randn(2, 4, 20, 26), torch.tensor([0.3, 0.2])
-    v = tiles.tiled(f, x.shape, [8, 8], k=2)
-    assert v is not f and torch.allclose(v(x, s), f(x, s), atol=1e-6)
+    _, boxes, weight = tiles.layout(x.shape[2:], [8, 8])
+    assert len(boxes) > 1
+    assert torch.allclose(sample.velocity(bb, x, s, [None, None], boxes, weight, chunk=4), mean(x, s), atol=1e-6)
     clip = torch.randn(1, 4, 7, 8, 8)
-    v = tiles.tiled(f, clip.shape, [3, 8, 8], k=2)  # tiles along three dims
-    assert torch.allclose(v(clip, s[:1]), f(clip, s[:1]), atol=1e-6)
+    _, boxes, weight = tiles.layout(clip.shape[2:], [3, 8, 8])  # tiles along three dims
+    assert torch.allclose(sample.velocity(bb, clip, s[:1], [None, None], boxes, weight), mean(clip, s[:1]), atol=1e-6)
 
 
 def test_coarse_prompt_trains_and_restores_with_the_bare_velocity(random_tiny, train, tmp_path, monkeypatch):

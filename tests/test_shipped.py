@@ -6,8 +6,7 @@ import torch
 
 import degrade
 import media
-import eval as metrics
-import prompt as prompt_lib
+import metrics
 from conftest import ROOT, run_here
 
 KINDS = ("tiny-flux", "tiny-wan")
@@ -22,14 +21,13 @@ def test_every_task_has_a_shipped_prompt_and_a_paper_form_one(kind):
     for task in degrade.TASKS:
         path = os.path.join(ROOT, "prompts", kind, f"{task}.safetensors")
         assert os.path.isfile(path), f"missing shipped prompt {path}"
-        p = prompt_lib.load(path)
+        p = bb.load_prompt(path)  # the shape and gate count fit this backbone
         assert p.meta["backbone"] == kind and p.meta["task"] == task and p.meta["bridge"] == "ebr"
         if extensions.coarse_of(p)[0]:  # a coarse prompt: this kind's width, gain and T0
             ext = extensions.defaults(kind)
             assert extensions.coarse_of(p) == (ext["coarse"], ext["gain"]) and float(p.meta["t0"]) == ext["t0"]
         assert None not in extensions.decode_of(p)  # its decode was chosen (choose_decode.py)
         assert torch.isfinite(p.bank).all() and p.gates.abs().sum() > 0  # trained, not a fresh init
-        bb.check(p)  # the shape and gate count fit this backbone
         # --paper finds a prompt of the paper's form for every task, at the backbone's T0
         (q,), _, t0, decode = sample.prepare(bb, [task], paper=True)
         assert extensions.coarse_of(q) == (0.0, 1.0) and t0 == bb.t0 and decode == extensions.PAPER_DECODE
