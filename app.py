@@ -26,10 +26,10 @@ import torch  # noqa: E402
 import backbones  # noqa: E402
 import bridge  # noqa: E402
 import extensions  # noqa: E402
-import lowbits  # noqa: E402
-import media  # noqa: E402
 import sample  # noqa: E402
-from cli import fail, parse  # noqa: E402
+from data import media  # noqa: E402
+from plumbing import lowbits  # noqa: E402
+from plumbing.cli import fail, parse  # noqa: E402
 
 # ---------------------------------------------------------------- config (override: --key=value)
 port = 7860           # the local port the page is served on
@@ -88,7 +88,7 @@ def show_input(path):
     photo = path if path and not clip else None
     if photo:
         try:
-            media.check_pixels(photo, max_pixels, "python app.py --max_pixels")
+            media.check_size(photo, max_pixels, how="python app.py --")
             media.read_image(photo)
         except media.InputError as e:
             gr.Warning(message(e, photo))
@@ -108,8 +108,7 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
     out_dir, notes = None, len(media.NOTES)
     try:
         clip = media.is_video(file)
-        media.check_pixels(file, max_pixels, "python app.py --max_pixels")
-        media.check_gif(file, max_gif_pixels, "python app.py --max_gif_pixels")
+        media.check_size(file, max_pixels, max_gif_pixels, "python app.py --")
         # a photo or a GIF read whole; any other clip a window at a time, as sample.py does
         x, fps = media.read_video(file) if media.is_gif(file) else (None if clip else media.read_image(file), None)
         bb = get_backbone(clip)

@@ -13,7 +13,7 @@ The transformer is bf16 on GPU and fp32 on CPU; the VAE likewise unless vae_dtyp
 import json
 import os
 
-from lowbits import load_stored, offloaded, store  # first: it quiets bitsandbytes, which diffusers imports if installed
+from plumbing.lowbits import load_stored, offloaded, store  # first: it quiets bitsandbytes, which diffusers imports if installed
 
 import diffusers
 import torch
@@ -85,8 +85,10 @@ class Backbone:
     pooled = None  # FLUX's pooled text vector
     zero_pad_text = False  # Wan zeroes the text states past each text's true length
 
-    def __init__(self, name, transformer, vae, context, device, dtype):
-        self.name, self.transformer, self.vae = name, transformer, vae
+    def __init__(self, name, transformer, vae, context, device, dtype, kind):
+        """kind: the key of SETTINGS (and of extensions.PER_KIND) whose values this backbone takes.
+        A subclass sets its VAE's scales first: the VAE's tiling (where SETTINGS ask) needs them."""
+        self.name, self.transformer, self.vae, self.kind = name, transformer, vae, kind
         self.device, self.dtype = torch.device(device), dtype
         self.context = context.to(self.device, dtype)  # [1, L, text_dim], the null text
         for m in (transformer, vae):
@@ -94,14 +96,9 @@ class Backbone:
         self.injector = prompt_lib.Injector(transformer)
         self.text = None  # (tokenizer, T5 encoder, length) kept only when asked for (notebooks, pre-training)
         self.clip = None  # FLUX's (CLIP tokenizer, CLIP text model), kept with the text encoder
-
-    def settle(self, kind):
-        """Take the settings of a backbone kind (SETTINGS), and diffusers' VAE tiling where they ask."""
-        self.kind = kind
         self.__dict__.update(SETTINGS[kind])
         if self.vae_tiling:
             self.tile_vae()
-        return self
 
     # ----------------------------------------------------------------- prompts
     @property
@@ -164,17 +161,15 @@ class Backbone:
 
 class FluxBackbone(Backbone):
     """FluxTransformer2DModel + AutoencoderKL (16 channels)."""
-    kind = "flux"  # the key of SETTINGS and extensions.PER_KIND; load() says "tiny-flux" for the tiny one
 
-    def __init__(self, name, transformer, vae, context, pooled, device, dtype):
-        super().__init__(name, transformer, vae, context, device, dtype)
-        self.pooled = pooled.to(self.device, dtype)
-        self.__dict__.update(SETTINGS["flux"])  # settle() replaces these for the tiny default
-        if self.device.type == "cpu":
-            vae.to(memory_format=torch.channels_last)
+    def __init__(self, name, transformer, vae, context, pooled, device, dtype, kind="flux"):
         self.vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.latent_channels = vae.config.latent_channels
         self.multiple = self.vae_scale * 2  # latents are packed 2x2 into tokens
+        if torch.device(device).type == "cpu":
+            vae.to(memory_format=torch.channels_last)
+        super().__init__(name, transformer, vae, context, device, dtype, kind)
+        self.pooled = pooled.to(self.device, dtype)
 
     def tile_vae(self):
         """diffusers' VAE tiling above its own tile (its config's sample_size, 1024 px for FLUX) or
@@ -225,17 +220,15 @@ class FluxBackbone(Backbone):
 
 class WanBackbone(Backbone):
     """WanTransformer3DModel + AutoencoderKLWan; videos [B, 3, F, H, W]."""
-    kind = "wan"
     video = True
     zero_pad_text = True
 
-    def __init__(self, name, transformer, vae, context, device, dtype):
-        super().__init__(name, transformer, vae, context, device, dtype)
+    def __init__(self, name, transformer, vae, context, device, dtype, kind="wan"):
         cfg = vae.config
-        self.__dict__.update(SETTINGS["wan"])  # settle() replaces these for the tiny default
         self.temporal = cfg.scale_factor_temporal
         self.vae_scale, self.latent_channels = cfg.scale_factor_spatial, cfg.z_dim
         self.multiple = cfg.scale_factor_spatial * transformer.config.patch_size[1]
+        super().__init__(name, transformer, vae, context, device, dtype, kind)
         self.mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
         self.std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1).to(self.device)
 
@@ -267,10 +260,10 @@ class WanBackbone(Backbone):
 # (scheduler/scheduler_config.json of FLUX.1-dev and Wan2.1-T2V-1.3B-Diffusers) and the pipelines'
 # default guidance and step counts; the tiny backbones draw as their kind does
 PIPELINES = {
-    "flux": dict(pipeline="FluxPipeline", scheduler="FlowMatchEulerDiscreteScheduler", guidance=3.5, steps=28,
+    "flux": dict(scheduler="FlowMatchEulerDiscreteScheduler", guidance=3.5, steps=28,
                  config=dict(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
                              base_image_seq_len=256, max_image_seq_len=4096)),
-    "wan": dict(pipeline="WanPipeline", scheduler="UniPCMultistepScheduler", guidance=5.0, steps=50,
+    "wan": dict(scheduler="UniPCMultistepScheduler", guidance=5.0, steps=50,
                 config=dict(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)),
 }
 
@@ -395,36 +388,30 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     storage (low_memory()): the transformer's weights in fewer bits (store), and on a GPU the text
     encoders and the VAE kept on the CPU, each layer brought over when it runs (diffusers' offloading).
     """
+    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
+
     where, name, key = resolve(backbone, video)
     if name in TINY and not os.path.isdir(where):
         raise ValueError(f"{name} weights are missing at {where}; run `python pretrain.py` to make them")
-    kind = _folder_kind(where) if os.path.isdir(where) else key
+    flux = not key.endswith("wan")  # the FLUX classes: flux, tiny-flux, tiny-shapes
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype, vae_dtype = dtypes(device, vae_dtype or SETTINGS[key]["vae_dtype"])
-    with torch.no_grad():  # the null context is computed once, with no graph
-        bb = _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storage)
-    return bb.settle(key)
-
-
-def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storage=""):
-    from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
-
-    flux = kind == "flux"
     # the text encoders first, for the null context; freed (unless kept) before the transformer
     # moves to the device, so that they never share its memory
     sub = "_2" if flux else ""  # FLUX's T5 is its second text encoder; Wan has only UMT5
     tok = _pretrained(AutoTokenizer, where, f"tokenizer{sub}")
     enc = offloaded(_pretrained(T5EncoderModel if flux else UMT5EncoderModel, where, f"text_encoder{sub}",
                                  torch_dtype=dtype), device, storage).eval()
-    length = min(CONTEXT_LEN[kind], tok.model_max_length)
-    context, mask = t5_context(tok, enc, [""], length, zero_pad=not flux)
-    clip, pooled = None, None
-    if flux and (os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where)):
-        clip = (_pretrained(CLIPTokenizer, where, "tokenizer"),
-                offloaded(_pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype), device, storage).eval())
-        pooled = clip_pooled(*clip, [""])  # FLUX's pooled vector: CLIP's pooled output
-    elif flux:
-        pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
+    length = min(CONTEXT_LEN["flux" if flux else "wan"], tok.model_max_length)
+    with torch.no_grad():  # the null context is computed once, with no graph
+        context, mask = t5_context(tok, enc, [""], length, zero_pad=not flux)
+        clip, pooled = None, None
+        if flux and (os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where)):
+            clip = (_pretrained(CLIPTokenizer, where, "tokenizer"),
+                    offloaded(_pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype), device, storage).eval())
+            pooled = clip_pooled(*clip, [""])  # FLUX's pooled vector: CLIP's pooled output
+        elif flux:
+            pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
     text = (tok, enc.requires_grad_(False), length)
     if not keep_text_encoder:
         text = enc = clip = None
@@ -438,9 +425,9 @@ def _load(kind, where, name, device, dtype, vae_dtype, keep_text_encoder, storag
     vae = offloaded(_pretrained(AutoencoderKL if flux else AutoencoderKLWan, where, "vae", torch_dtype=vae_dtype),
                     device, storage)
     if flux:
-        bb = FluxBackbone(name, tf, vae, context, pooled, device, dtype)
+        bb = FluxBackbone(name, tf, vae, context, pooled, device, dtype, key)
     else:
-        bb = WanBackbone(name, tf, vae, context, device, dtype)
+        bb = WanBackbone(name, tf, vae, context, device, dtype, key)
     bb.text, bb.clip = text, clip and (clip[0], clip[1].requires_grad_(False))
     return bb
 
@@ -453,7 +440,7 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
     storage: as load's (on the meta device the weights keep their 16 bits: shapes only); the model is
     then built on the CPU and stored as it moves, so the 16-bit transformer never reaches the device
     whole (the host holds it: FLUX 22 GiB)."""
-    import tiny
+    from plumbing import tiny
     real = kind in ARCH
     if kind not in ARCH and kind not in TINY:
         raise ValueError(f"unknown architecture {kind!r}; choose one of {', '.join(list(ARCH) + list(TINY))}")
@@ -485,10 +472,8 @@ def random_backbone(kind, device="cpu", vae_dtype=None, seed=0, dtype=None, stor
     context = torch.randn(1, length, width, generator=g) * 0.1  # T5 states are of this order
     if flux:
         pooled = torch.randn(1, cfg["pooled"], generator=g) * 0.1
-        bb = FluxBackbone(kind, tf, vae, context, pooled, device, dtype)
-    else:
-        bb = WanBackbone(kind, tf, vae, context, device, dtype)
-    return bb.settle(kind)
+        return FluxBackbone(kind, tf, vae, context, pooled, device, dtype, kind)
+    return WanBackbone(kind, tf, vae, context, device, dtype, kind)
 
 
 def clip_pooled(tokenizer, clip, texts):

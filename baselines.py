@@ -27,12 +27,9 @@ from torch import nn
 from tqdm import tqdm
 
 import backbones
-import dataset
-import degrade
-import media
 import metrics
-import pairs
-from cli import fail, parse
+from data import dataset, degrade, media, pairs
+from plumbing.cli import fail, parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROMPTS = os.path.join(HERE, "prompts")
@@ -165,7 +162,7 @@ def classical(task, x, settings=None):
 
 def choose_classical(task, pair_list):
     """Every setting of CLASSICAL[task]'s grid on the pairs: [(settings, metrics, score)], best
-    first; the score is eval.score's (PSNR and SSIM gains over the degraded input, normalized)."""
+    first; the score is metrics.score's (PSNR and SSIM gains over the degraded input, normalized)."""
     grid = CLASSICAL[task][3]
     cands = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())]
     keys = ("psnr", "ssim")
@@ -235,8 +232,7 @@ def unet_path(name, task, prompts_dir=PROMPTS):
 
 def save_unet(net, path, **meta):
     """safetensors with its widths and how it was trained in the metadata, written atomically. The
-    weights in fp16 (half the bytes; load_unet computes in fp32): on the shipped nets' held-out
-    pairs the output moves by at most 0.002 dB. Training checkpoints (*.ckpt.pt) stay fp32."""
+    weights in fp16 (half the bytes; load_unet computes in fp32); training checkpoints (*.ckpt.pt) stay fp32."""
     meta = {k: str(v) for k, v in meta.items()}
     meta.update(format="unet-baseline", widths=",".join(map(str, net.widths)))
     tensors = {k: v.detach().half().cpu().contiguous() for k, v in net.state_dict().items()}
@@ -373,7 +369,7 @@ def main():
         if len(ck["rng"]) != accum or tuple(ck["config"]["widths"]) != net.widths:
             fail(f"{ckpt_path} was made with --accum={len(ck['rng'])} and --widths={tuple(ck['config']['widths'])}; "
                  f"this run has {accum} and {net.widths}")
-        cached = ck["config"].get("cache_pairs", True)  # older checkpoints: the pool
+        cached = ck["config"]["cache_pairs"]
         if cached != cache_pairs:
             fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if cached
                                                    else "streamed data; resume it without --cache_pairs"))

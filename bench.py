@@ -34,15 +34,11 @@ from torch.nn.attention import sdpa_kernel
 import backbones
 import bridge
 import extensions
-import lowbits
-import media
-import pairs
-import photos
-import plan as planner
 import sample
-import tiles
 import train
-from cli import fail, parse
+from data import media, pairs, photos
+from plumbing import lowbits, plan as planner, tiles
+from plumbing.cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
 arch = ""         # flux | wan: the real architecture, random weights, on this GPU; tiny-flux | tiny-wan: any device
@@ -411,7 +407,7 @@ def measure_row(kind, job, storage, ckpt, b, size, dev, n, steps, bbs, g):
 def torchrun_row(dev, train_steps=2):
     """`torchrun --standalone --nproc_per_node=2 train.py` for a few steps of a random tiny-flux on
     `dev` (both ranks on one GPU, so ddp picks gloo): (what, seconds, exit code, whether it trained)."""
-    import tiny
+    from plumbing import tiny
     here = os.path.dirname(os.path.abspath(__file__))
     with tempfile.TemporaryDirectory() as d:
         tiny.save(os.path.join(d, "tiny-flux"), tiny.build("tiny-flux"), "tiny-flux")

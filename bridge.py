@@ -76,10 +76,6 @@ def clean_estimate(z_t, sigma, v):
     return z_t - _b(sigma, z_t) * v
 
 
-def grid(t0=T0, t_min=T_MIN, steps=STEPS):
-    return torch.linspace(t0, t_min, steps).tolist()
-
-
 def sampling_coefficients(bridge, t, t0=T0):
     """(c_deg, c_clean, sigma) of the family of states the sampler walks for a construction.
 
@@ -106,7 +102,7 @@ def sample(bridge, velocity, y, eps, t0=T0, t_min=T_MIN, steps=STEPS, trajectory
     step x' = x - (t - t') v; for 'ebr' it is exactly the authors' update rule.
     Returns the clean estimate at the last grid point. `trajectory`, a list, collects (t, x, x0).
     """
-    ts = grid(t0, t_min, steps)
+    ts = torch.linspace(t0, t_min, steps).tolist()  # the grid: T0 down to t_min
     coef = [[float(c) for c in sampling_coefficients(bridge, torch.tensor(t), t0)] for t in ts]  # numbers, not tensors
     c_deg, _, sigma = [float(c) for c in coefficients(bridge, torch.tensor(ts[0]), t0)]
     x = c_deg * y + sigma * eps  # the training state at T0: c_clean(T0) = 0 for every construction

@@ -18,10 +18,10 @@ from tqdm import tqdm
 import backbones
 import extensions
 import metrics
-import pairs
 import prompt as prompt_lib
 import sample
-from cli import fail, parse
+from data import pairs
+from plumbing.cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
 task = "haze"                    # the degradation of the training pairs

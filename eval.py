@@ -22,12 +22,11 @@ from tqdm import tqdm
 import backbones
 import baselines as baselines_lib
 import extensions
-import lowbits
-import media
 import metrics
-import pairs
 import sample
-from cli import fail, parse
+from data import media, pairs
+from plumbing import lowbits
+from plumbing.cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
 task = "haze"         # haze | rain | snow | lowlight | blur
@@ -98,6 +97,8 @@ def main():
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
     ps = [] if vae_only else [sample.prepare(bb, [n], paper, "", 0.0, keep_detail, decoded_above, min_change)
                               for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
+    for name, (p, _, _, decode) in zip(names, ps):
+        print(f"{name}: {extensions.in_effect([extensions.coarse_of(q) for q in p], decode)}")
     extra, about = baseline_methods(bb, task, unet) if baselines else ([], {})
     n = count or (0 if data_ in ("heldout", "shapes-test", "shapes-val") else 16)
     pair_list = pairs.make_pairs(data_, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
@@ -145,13 +146,13 @@ def main():
     for label in methods:
         sel = [r for r in rows if r["method"] == label]
         summary[label] = {k: sum(r[k] for r in sel) / len(sel) for k in keys}
-    learned = {label: m[1] for label, m in methods.items()}
+    learned = {label: n for label, (_, n, _) in methods.items()}
     csv_path, json_path = os.path.join(out_, "per_image.csv"), os.path.join(out_, "summary.json")
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["index", "method"] + keys)
         wr.writeheader()
         wr.writerows(rows)
-    decodes = {label: m[2] for label, m in methods.items() if m[2] is not None}
+    decodes = {label: d for label, (_, _, d) in methods.items() if d is not None}
     json.dump(dict(task=task, backbone=bb.name, data=data_, pairs=len(pair_list), size=size_, seed=seed,
                    paper=paper, decode=decodes, learned=learned, baselines=about, summary=summary,
                    metrics=dict(ours="uint8-quantized; SSIM 11x11 Gaussian window (sigma 1.5); _y on MATLAB's luma",

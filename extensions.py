@@ -28,6 +28,15 @@ def defaults(kind):
     return PER_KIND.get(kind, {})
 
 
+def in_effect(coarse=(), decode=PAPER_DECODE):
+    """The line a script prints when it starts: the paper's method, or the extensions in effect
+    (coarse: (width, gain) per prompt; decode: keep_detail, decoded_above, min_change) and their switches."""
+    on = [f"coarse prompt (width {w:g}, gain {g:g}; train.py --coarse=0 trains without)" for w, g in sorted(set(coarse)) if w]
+    on += [f"{name} {v:g} (off: --{name}=0)" for name, v in zip(DECODE_KEYS, decode) if v]
+    return ("method: the paper's, no extension" if not on else
+            f"method: the paper's + extensions.py: {', '.join(on)}; --paper turns them all off")
+
+
 # ------------------------------------------------------------------------- the coarse prompt
 
 def lowpass(x, width):

@@ -25,12 +25,11 @@ import torch
 from tqdm import tqdm
 
 import backbones
-import media
 import metrics
-import pairs
-import photos as catalogue  # `photos` is the --photos option
-import tiny
-from cli import fail, parse
+from data import media, pairs
+from plumbing import tiny
+from data import photos as catalogue  # `photos` is the --photos option
+from plumbing.cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
 which = "both"            # tiny-flux | tiny-wan | tiny-shapes | both (the two photo/clip backbones)
@@ -375,7 +374,7 @@ def pretrain_wan(folder, wdir, names):
 def pretrain_shapes(folder, wdir, _names):
     """The shapes world (shapes.py): the FLUX classes on drawn, captioned 64 px images. Unlike the
     photo backbones, the T5 encoder learns with the transformer, so its words carry meaning."""
-    import shapes
+    from data import shapes
     parts = tiny.build("tiny-shapes", seed + 2)
     vae, tf, enc = parts["vae"].to(device), parts["transformer"].to(device), parts["text_encoder"].to(device)
     steps_vae, steps_tf = vae_steps or shapes_vae_steps, tf_steps or shapes_tf_steps
@@ -472,7 +471,7 @@ def prior_score(folder, path, n=64, guidance=4.0):
     back after the VAE's round trip, and from one-step estimates x0 = z_t - t v of the real images'
     latents noised to t, with their captions and with the null text (equal shares: the words are
     ignored)."""
-    import shapes
+    from data import shapes
     bb = backbones.load(folder, device="cpu", keep_text_encoder=True)
     real, captions = shapes.batch("test", 0, n)
     g = torch.Generator().manual_seed(0)

@@ -19,7 +19,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import media
+from data import media
 
 
 # a trained prompt's values are of order 1 to 10; far beyond, the attention overflows (a black output)
@@ -165,10 +165,6 @@ class Injector:
                             gates.to(x.device).repeat_interleave(rep, 0))
         return None
 
-    def _gate(self, l):
-        bank, gates = self._per_sample
-        return gates[:, l].reshape(-1, 1, 1), bank
-
     def _flux(self, l, arg):
         """Add alpha_l P to the first K positions of the attention input `arg`: the whole
         normalized text stream of a double-stream block (encoder_hidden_states), or the text
@@ -176,7 +172,8 @@ class Injector:
         def hook(module, args, kwargs):
             if self._per_sample is None:
                 return None
-            alpha, bank = self._gate(l)
+            bank, gates = self._per_sample
+            alpha = gates[:, l].reshape(-1, 1, 1)
             b = _bind(module, args, kwargs)
             h = b.arguments[arg]
             k = bank.shape[1]
@@ -189,7 +186,8 @@ class Injector:
         def hook(module, args, kwargs, output):
             if self._per_sample is None:
                 return None
-            alpha, bank = self._gate(l)
+            bank, gates = self._per_sample
+            alpha = gates[:, l].reshape(-1, 1, 1)
             b = _bind(module, args, kwargs)
             c = b.arguments["encoder_hidden_states"]
             b.arguments["encoder_hidden_states"] = (c.float() + bank).to(c.dtype)

@@ -23,12 +23,10 @@ from tqdm import tqdm
 
 import backbones
 import bridge
-import ddp
 import extensions
-import lowbits
-import media
-import tiles
-from cli import fail, parse
+from data import media
+from plumbing import ddp, lowbits, tiles
+from plumbing.cli import fail, parse
 
 PROMPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prompts")
 
@@ -45,10 +43,9 @@ bridge_name = ""      # naive | ddbm | ebr (default: the prompts' own)
 keep_detail = -1.0    # extension: >0 output = input + the restored change low-passed at this std (px); 0: off; -1: the prompt's
 decoded_above = -1.0  # extension: with keep_detail, the decoded latent where the change reaches this (0: off; -1: the prompt's)
 min_change = -1.0     # extension: with keep_detail, changes below this (0..1) are left out (0: off; -1: the prompt's)
-prompts_dir = PROMPTS  # where task names are looked up: <prompts_dir>/<backbone>/<task>.safetensors
 tile = 0              # largest side in px restored whole, bigger inputs in tiles (0: the backbone's)
 window = 0            # frames restored at once, longer clips in windows (0: the backbone's)
-chunk = 16            # samples per backbone call (tiles x frames), frames of a clip per image-backbone run
+chunk = 16            # samples per backbone call (tiles x frames): lower it where a GPU runs out of memory
 device = ""           # cuda, cuda:1, cpu (default: this rank's GPU if there is one, else the CPU)
 vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 on CPU)
 fps = 0.0             # output fps for a folder of frames (0: 8)
@@ -121,12 +118,6 @@ def tile_sizes(bb, shape, tile=0, window=0):
     return sizes
 
 
-def _pad(t, ph, pw):
-    """Pad [N, 3, H, W] at the bottom/right (reflect where the image is big enough)."""
-    h, w = t.shape[-2:]
-    return F.pad(t, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-
-
 @torch.no_grad()
 def to_latents(bb, x):
     """An image [3, H, W] or a clip [3, F, H, W] in [0, 1] -> latents on the backbone's device,
@@ -134,15 +125,16 @@ def to_latents(bb, x):
     4k+1 (the last repeated)."""
     x = x.to(bb.device)
     h, w = x.shape[-2:]
-    ph, pw = media.ceil_to(h, bb.multiple) - h, media.ceil_to(w, bb.multiple) - w
+    pad = (0, -w % bb.multiple, 0, -h % bb.multiple)  # at the right and the bottom, reflected where it can be
+    mode = "reflect" if pad[3] < h and pad[1] < w else "replicate"
     if bb.video:  # one clip [1, 3, F, H, W]
         clip = x if x.ndim == 4 else x[:, None]
         n = clip.shape[1]
-        pf = media.ceil_to(n - 1, bb.temporal) + 1 - n
+        pf = -(n - 1) % bb.temporal
         clip = torch.cat([clip, clip[:, -1:].expand(-1, pf, -1, -1)], dim=1)
-        batch = _pad(clip.transpose(0, 1), ph, pw).transpose(0, 1)[None]
+        batch = F.pad(clip.transpose(0, 1), pad, mode=mode).transpose(0, 1)[None]
     else:  # images [N, 3, H, W]: a clip's frames go through an image backbone as a batch
-        batch = _pad(x[None] if x.ndim == 3 else x.transpose(0, 1), ph, pw)
+        batch = F.pad(x[None] if x.ndim == 3 else x.transpose(0, 1), pad, mode=mode)
     return torch.cat([bb.encode(b[None] * 2 - 1) for b in batch])
 
 
@@ -291,54 +283,52 @@ def restore_clip(bb, src, out_path, kind="video", fps=0.0, **run):
     media.write_video(out_path, restore_windows(bb, read, n, **run), rate)
 
 
-def collect_inputs(paths, video=False):
-    """-> [(source path, kind)] with kind 'image', 'video' or 'frames' (a folder as one clip)."""
+def plan_outputs(paths, suffix, video=False, out=""):
+    """[(input, kind, output)] for every input before any work, kind 'image', 'video' or 'frames'
+    (a folder as one clip with video). An output goes beside its input (or into --out) as
+    <stem><suffix>.png / .mp4; two inputs that would share one (photo.jpg and photo.png) get their
+    extension in the name (photo_jpg_...); one still shared, or an output over an input, or a
+    folder that cannot be written, is refused: nothing is ever overwritten."""
     items = []
     for p in paths:
         if os.path.isdir(p):
             files = media.list_images(p)
             if not files:
-                raise media.InputError(f"{p}: no images in this folder")
+                fail(f"{p}: no images in this folder")
             items += [(p, "frames")] if video else [(f, "image") for f in files]
         elif not os.path.exists(p):
-            raise media.InputError(f"{p}: no such file or folder")
+            fail(f"{p}: no such file or folder")
         else:
             items.append((p, "video" if media.is_video(p) else "image"))
-    return items
-
-
-def output_path(src, kind, suffix, many, out="", tag=False):
-    """Where src's restoration goes; tag: the input's extension in the name too (photo_jpg_...)."""
-    ext = ".mp4" if kind in ("video", "frames") else ".png"
-    stem, own = os.path.splitext(os.path.basename(os.path.normpath(src)))
-    base = stem + (f"_{own[1:]}" if tag and own else "") + suffix + ext
-    if not out:
-        return os.path.join(os.path.dirname(os.path.normpath(src)) or ".", base)
-    if many or os.path.isdir(out) or out.endswith(os.sep):
-        return os.path.join(out, base)
-    return out
-
-
-def distinct(plan, suffix, many, out):
-    """Outputs two inputs would share (photo.jpg and photo.png) get the input's extension in their
-    name; one still shared (x/haze.png and y/haze.png into one folder) is refused: never an overwrite."""
-    def shared(plan):
+    many = len(items) > 1
+    if out and not os.path.isdir(out) and many and os.path.splitext(out)[1]:
+        fail(f"--out={out} is a file name, but there are {len(items)} inputs; give a folder")
+    into = out if out and (many or os.path.isdir(out) or out.endswith(os.sep)) else ""  # a folder
+    twice = set()
+    for _ in range(2):  # the second time, a name that two inputs would share gets the input's extension
+        plan = []
+        for src, kind in items:
+            stem, own = os.path.splitext(os.path.basename(os.path.normpath(src)))
+            ext = ".png" if kind == "image" else ".mp4"
+            dst = os.path.join(into or os.path.dirname(os.path.normpath(src)) or ".", stem + suffix + ext)
+            dst = dst if into or not out else out
+            if os.path.realpath(dst) in twice and own:
+                dst = os.path.join(os.path.dirname(dst), f"{stem}_{own[1:]}{suffix}{ext}")
+            plan.append((src, kind, dst))
         seen = {}
-        for s, _, o in plan:
-            seen.setdefault(os.path.realpath(o), []).append(s)
-        return {k: v for k, v in seen.items() if len(v) > 1}
-    twice = shared(plan)
-    plan = [(s, kind, output_path(s, kind, suffix, many, out, tag=True) if os.path.realpath(o) in twice else o)
-            for s, kind, o in plan]
-    for o, srcs in shared(plan).items():
-        fail(f"{srcs[0]} and {srcs[1]} would both be restored to {o}; restore them in separate runs "
+        for src, _, dst in plan:
+            seen.setdefault(os.path.realpath(dst), []).append(src)
+        twice = {dst for dst, srcs in seen.items() if len(srcs) > 1}
+        if not twice:
+            break
+    for dst in sorted(twice):
+        fail(f"{seen[dst][0]} and {seen[dst][1]} would both be restored to {dst}; restore them in separate runs "
              f"(or into separate --out folders)")
-    return plan
-
-
-def writable(folders):
-    """Refuse, before any work, an output folder that cannot be made or written to."""
-    for folder in sorted(folders):
+    inputs = {os.path.realpath(s) for s, _ in items}
+    for _, _, dst in plan:
+        if os.path.realpath(dst) in inputs:
+            fail(f"output {dst} would overwrite the input; choose another --out")
+    for folder in sorted({os.path.dirname(dst) or "." for _, _, dst in plan}):
         probe = folder
         while not os.path.exists(probe):  # the nearest folder that exists: makedirs starts there
             probe = os.path.dirname(os.path.abspath(probe))
@@ -348,6 +338,7 @@ def writable(folders):
             tempfile.TemporaryFile(dir=probe).close()
         except OSError as e:
             fail(f"cannot write to {folder}: {e.strerror or e}")
+    return plan
 
 
 def main(paths):
@@ -363,22 +354,11 @@ def main(paths):
         fail(f"--t0={t0}: T0 must lie in (0, 1) (0: the prompts' own)")
     if not 0 <= fps < float("inf"):
         fail(f"--fps={fps} must be positive (0: 8)")
-    items = collect_inputs(paths, video)
-    if out and not os.path.isdir(out) and len(items) > 1 and os.path.splitext(out)[1]:
-        fail(f"--out={out} is a file name, but there are {len(items)} inputs; give a folder")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     suffix = "_restored_" + "+".join(os.path.splitext(os.path.basename(n))[0] for n in names)
-    # plan every output before any work: nothing is ever written over an input
-    inputs = {os.path.realpath(s) for s, _ in items}
-    plan = distinct([(s, kind, output_path(s, kind, suffix, len(items) > 1, out)) for s, kind in items],
-                    suffix, len(items) > 1, out)
-    for s, _, o in plan:
-        if os.path.realpath(o) in inputs:
-            fail(f"output {o} would overwrite the input; choose another --out")
-    writable({os.path.dirname(o) or "." for _, _, o in plan})
+    plan = plan_outputs(paths, suffix, video, out)
     for s, kind, _ in plan:  # from the headers, before anything loads
-        media.check_pixels(media.list_images(s)[0] if kind == "frames" else s, max_pixels)
-        media.check_gif(s, max_gif_pixels)
+        media.check_size(media.list_images(s)[0] if kind == "frames" else s, max_pixels, max_gif_pixels)
     is_video = any(kind != "image" for _, kind, _ in plan)
     plan = plan[ddp.rank()::ddp.world()]  # torchrun: each process takes every world()-th input
     if not plan:
@@ -391,9 +371,10 @@ def main(paths):
         fail(f"--window={window}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if tile and (tile % bb.multiple or tile < bb.multiple):
         fail(f"--tile={tile}: {bb.name} needs a multiple of {bb.multiple} px")
-    prompts, bridge_, t0_, decode = prepare(bb, names, paper, bridge_name, t0, keep_detail, decoded_above,
-                                            min_change, prompts_dir)
+    prompts, bridge_, t0_, decode = prepare(bb, names, paper, bridge_name, t0, keep_detail, decoded_above, min_change)
     how = f"{bridge_}, T0 {t0_:g}, {steps} steps" + (", the paper's method" if paper else "")
+    if ddp.rank() == 0:
+        print(extensions.in_effect([extensions.coarse_of(p) for p in prompts], decode), flush=True)
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
         gif = kind == "video" and media.is_gif(s)  # read whole (up to --max_gif_pixels)
         x, rate = (media.read_image(s), None) if kind == "image" else media.read_video(s) if gif else (None, None)

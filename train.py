@@ -28,17 +28,12 @@ from tqdm import tqdm
 
 import backbones
 import bridge
-import dataset
-import ddp
-import degrade
 import extensions
-import lowbits
-import media
 import metrics
-import pairs
-import photos
 import prompt as prompt_lib
-from cli import fail, parse
+from data import dataset, degrade, media, pairs, photos
+from plumbing import ddp, lowbits
+from plumbing.cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
 backbone = ""        # tiny-flux (default), tiny-wan, flux, wan, or a local folder
@@ -320,11 +315,11 @@ def main():
     gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in slots]
     start, log = 0, []
     if ck is not None:
-        states = ck["rng"] if isinstance(ck["rng"], list) else [ck["rng"]]
+        states = ck["rng"]
         if len(states) != ddp.world() * accum:
             fail(f"{ckpt_path} was made with {len(states)} micro-batches per step (processes x --accum); "
                  f"this run has {ddp.world()} x {accum}")
-        cached = ck["config"].get("cache_latents", True)  # older checkpoints: the pool
+        cached = ck["config"]["cache_latents"]
         if cached != cache_latents:
             fail(f"{ckpt_path} was trained on " + ("cached latents; resume it with --cache_latents" if cached
                                                    else "streamed data; resume it without --cache_latents"))
@@ -341,6 +336,7 @@ def main():
         f"{n_train:,} trainable numbers; bridge {bridge_name}, T0 {t0_}, lr {lr_}, "
         + (f"coarse {coarse_} latent px, gain {gain_}, " if coarse_ else "") +
         f"batch {batch_} x {accum} micro-batches x {ddp.world()} processes")
+    say(extensions.in_effect([(coarse_, gain_)]))
 
     def save_ckpt(step, states):
         state = dict(prompt=p.state_dict(), optimizer=opt.state_dict(), rng=states, step=step,

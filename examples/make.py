@@ -17,10 +17,10 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-import degrade  # noqa: E402
-import media  # noqa: E402
-import pairs  # noqa: E402
-import photos  # noqa: E402
+from data import degrade  # noqa: E402
+from data import media  # noqa: E402
+from data import pairs  # noqa: E402
+from data import photos  # noqa: E402
 
 SOURCES = dict(haze="rocket", rain="coffee", snow="flower", lowlight="coffee", blur="rocket")
 

@@ -22,21 +22,9 @@ import os, sys, time
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, metrics, extensions, pairs, prompt, sample, train
-
-FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
-torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU
-
-def show(ax, img, title=""):
-    """Show an image [3, H, W] (or the middle frame of a clip) in [0, 1]."""
-    img = img[:, img.shape[1] // 2] if img.ndim == 4 else img
-    ax.imshow(img.clamp(0, 1).permute(1, 2, 0).cpu().numpy()); ax.set_title(title, fontsize=9); ax.axis("off")
-
-def to_pixels(bb, z):
-    return ((bb.decode(z).cpu() + 1) / 2).clamp(0, 1)
-
-def psnr(a, b):
-    return metrics.metrics(a, b)["psnr"]
+import backbones, bridge, extensions, metrics, sample, train
+from data import pairs
+from lab import FAST, psnr, show, to_pixels  # the notebooks' shared opening: CI's fast mode, threads, pictures
 
 # %%
 bb = backbones.load(BACKBONE)

@@ -3,7 +3,7 @@
 #
 # Mixed degradations need no new training (Sec. 3.3): at every sampler step the velocities
 # predicted under each task's prompt are averaged, all prompts in one batched backbone call
-# (`bridge.mixed`). A mix is one sampler run at one T0, so the prompts mixed here were trained at
+# (`sample.velocity`). A mix is one sampler run at one T0, so the prompts mixed here were trained at
 # the same T0: the paper-form haze prompt and the rain prompt (shipped in the paper's form), both
 # with the paper's method (`sample.prepare(..., paper=True)`: EBR sampler, the decoded latent).
 # Then a degraded clip restored with the video backbone (Wan's classes), with a look at
@@ -16,18 +16,9 @@ import os, sys, time
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, degrade, metrics, media, photos, sample
-
-FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
-torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU
-
-def show(ax, img, title=""):
-    """Show an image [3, H, W] (or the middle frame of a clip) in [0, 1]."""
-    img = img[:, img.shape[1] // 2] if img.ndim == 4 else img
-    ax.imshow(img.clamp(0, 1).permute(1, 2, 0).cpu().numpy()); ax.set_title(title, fontsize=9); ax.axis("off")
-
-def psnr(a, b):
-    return metrics.metrics(a, b)["psnr"]
+import backbones, sample
+from data import degrade, media, photos
+from lab import FAST, psnr, show  # the notebooks' shared opening: CI's fast mode, threads, pictures
 
 # %%
 bb = backbones.load(BACKBONE)

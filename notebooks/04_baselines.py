@@ -22,15 +22,9 @@ import os, sys
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, baselines, degrade, metrics, pairs, sample
-
-FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: two pairs per task, same code
-torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when it shares the CPU
-
-def show(ax, img, title=""):
-    """Show an image [3, H, W] (or the middle frame of a clip) in [0, 1]."""
-    img = img[:, img.shape[1] // 2] if img.ndim == 4 else img
-    ax.imshow(img.clamp(0, 1).permute(1, 2, 0).cpu().numpy()); ax.set_title(title, fontsize=8); ax.axis("off")
+import backbones, baselines, metrics, sample
+from data import degrade, pairs
+from lab import FAST, show  # the notebooks' shared opening: CI's fast mode, threads, pictures
 
 bb = backbones.load(BACKBONE)
 frames = bb.train_frames if bb.video else 1

@@ -4,7 +4,7 @@
 # On the photo backbones a failure of the method cannot be told from a failure of the prior: a
 # 3M-parameter model pre-trained on 73 photos knows little of photos. Here the world is small
 # enough for such a model to learn: one flat shape of a named colour on a gradient, 64 px,
-# drawn by code with a caption (`shapes.py`). `tiny-shapes` has the FLUX classes and goes through
+# drawn by code with a caption (`data/shapes.py`). `tiny-shapes` has the FLUX classes and goes through
 # the same code path (`backbones.load`, `bridge`, `prompt`, `train.py`, `sample.py`, `eval.py`);
 # its T5 encoder was trained with the prior on the captions, so words mean something to it.
 #
@@ -15,22 +15,19 @@
 
 # %%
 BACKBONE = "tiny-shapes"
-import json, os, sys
+import functools, json, os, sys
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, degrade, metrics, lab, pairs, shapes, train
+import backbones, bridge, metrics, lab, train
+from data import degrade, pairs, shapes
 
-FAST = bool(os.environ.get("YPT_FAST"))     # CI sets this: far fewer steps, same code
-torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))
+from lab import FAST  # the notebooks' shared opening: CI's fast mode, threads, pictures
 SEEDS = [0, 1] if FAST else [0, 1, 2, 3, 4]
 STEPS = 2 if FAST else 200                  # prompt training steps, the same for every arm
 N_TEST = 4 if FAST else 100                 # test images per score
 TASKS = degrade.TASKS
-
-def show(ax, img, title=""):
-    ax.imshow(img.clamp(0, 1).permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
-    ax.set_title(title, fontsize=8); ax.axis("off")
+show = functools.partial(lab.show, fontsize=8, interpolation="nearest")  # 64 px images: every pixel seen
 
 bb = backbones.load(BACKBONE, keep_text_encoder=True)  # the encoder is kept for Fig. 2
 print(f"{bb.name}: prompt {bb.prompt_shape}, T0 {bb.t0}, {bb.train_size} px, lr {bb.train_lr}; "

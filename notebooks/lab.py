@@ -1,6 +1,8 @@
-"""What the notebooks share to turn an experiment into a verdict: a prompt trained for a seed
-(kept on disk, so a rebuild trains nothing twice), its scores on held-out images, and a mean with a
-95% interval over seeds.
+"""What the notebooks share: their opening (CI's fast mode, threads, pictures, PSNR), and what
+turns an experiment into a verdict: a prompt trained for a seed (kept on disk, so a rebuild trains
+nothing twice), its scores on held-out images, and a mean with a 95% interval over seeds.
+
+    from lab import FAST, psnr, show, to_pixels
 
     p = lab.trained(bb, "rain", seed=3, bridge_name="ebr", t0=0.4, steps=600)
     per_image = lab.scores(bb, [p], "ebr", 0.4, lab.held_out(bb, "rain", "test", 128))
@@ -18,15 +20,34 @@ import os
 import torch
 from scipy import stats
 
-import metrics
 import extensions
-import pairs
+import metrics
 import prompt as prompt_lib
 import sample
 import train
+from data import pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "runs", "lab")  # trained prompts, by backbone and settings
+FAST = bool(os.environ.get("YPT_FAST"))  # CI sets this: far fewer steps, same code
+torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when a notebook shares the CPU
+
+
+def show(ax, img, title="", fontsize=9, **imshow):
+    """Show an image [3, H, W] (or the middle frame of a clip) in [0, 1] on a matplotlib axis."""
+    img = img[:, img.shape[1] // 2] if img.ndim == 4 else img
+    ax.imshow(img.clamp(0, 1).permute(1, 2, 0).cpu().numpy(), **imshow)
+    ax.set_title(title, fontsize=fontsize)
+    ax.axis("off")
+
+
+def to_pixels(bb, z):
+    """Latents -> pixels in [0, 1] on the CPU."""
+    return ((bb.decode(z).cpu() + 1) / 2).clamp(0, 1)
+
+
+def psnr(a, b):
+    return metrics.metrics(a, b)["psnr"]
 
 
 def held_out(bb, task, split="test", n=128):
@@ -82,7 +103,7 @@ def restored(bb, prompts, bridge_name, t0, pair_list, seed=0):
 
 
 def scores(bb, prompts, bridge_name, t0, pair_list, seed=0):
-    """Per-image metrics (PSNR, SSIM: eval.metrics) of the restorations of pair_list."""
+    """Per-image metrics (PSNR, SSIM: metrics.metrics) of the restorations of pair_list."""
     outs = restored(bb, prompts, bridge_name, t0, pair_list, seed)
     return [metrics.metrics(o, c) for o, (_, c) in zip(outs, pair_list)]
 

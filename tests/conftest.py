@@ -77,7 +77,7 @@ def random_tiny(tmp_path_factory):
     """Folders of the shipped tiny architectures with random weights (what pretrain.py writes)."""
     import json
 
-    import tiny
+    from plumbing import tiny
     root = tmp_path_factory.mktemp("tiny")
     out = {}
     for kind in ("tiny-flux", "tiny-wan"):
@@ -96,7 +96,7 @@ def run_here(script, *args):
     import importlib
     import io
 
-    import cli
+    from plumbing import cli
     mod = importlib.import_module(script[:-3])
     saved = {name: getattr(mod, name) for name, _ in cli.options(mod.__file__)}
     out, err, code = io.StringIO(), io.StringIO(), 0
@@ -117,8 +117,8 @@ def run_here(script, *args):
 def clean_folder(tmp_path_factory):
     """A folder of four small clean photos (crops of scikit-image's): fast training data that
     reads the same whether or not the Debian photo packages are installed."""
-    import media
-    import photos
+    from data import media
+    from data import photos
     folder = tmp_path_factory.mktemp("clean")
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         img = photos.photo(name)

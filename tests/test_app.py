@@ -22,7 +22,7 @@ pytest.importorskip("gradio", reason="gradio is not installed: pip install -r re
 import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-import media  # noqa: E402
+from data import media  # noqa: E402
 
 EXAMPLE = os.path.join(ROOT, "examples", "haze.png")
 NET = {}  # the app's log of network attempts

@@ -8,9 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 import baselines
-import degrade
 import metrics
-import photos
+from data import degrade, photos
 from conftest import ROOT, run_here
 
 # PSNR gain (dB, uint8 convention) each classical method must reach over the degraded input on
@@ -81,8 +80,8 @@ def test_unet_starts_as_the_identity_and_keeps_any_shape():
 def test_unet_trains_on_the_data_train_py_trains_on(random_tiny, clean_folder, monkeypatch, tmp_path):
     # the same stream (items, crop, seed) or, with --cache_latents, the same pairs.make_pairs/iter_pairs call (source,
     # task, pool + validation pairs, crop, generator seed): the same pairs; each script is stopped there
-    import dataset
-    import pairs
+    from data import dataset
+    from data import pairs
     calls = []
 
     class Made(Exception):

@@ -6,9 +6,9 @@ import torch
 
 import backbones
 import bench
-import cli
 import sample
 import train
+from plumbing import cli
 from conftest import run, run_here
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-import cli
+from plumbing import cli
 from conftest import ROOT, run, run_here
 
 SCRIPTS = ["train.py", "sample.py", "eval.py", "choose_decode.py", "bench.py", "pretrain.py"]

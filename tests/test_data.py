@@ -4,10 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-import degrade
-import media
-import pairs
-import photos
+from data import degrade, media, pairs, photos
 
 
 @pytest.mark.catalogue

@@ -9,10 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 import backbones
-import dataset
-import media
-import pairs
 import train
+from data import dataset, media, pairs
 from conftest import run_here
 
 

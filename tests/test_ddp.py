@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import media
+from data import media
 from conftest import run
 
 TRAIN = ["train.py", "--task=haze", "--pool=6", "--val_pairs=2", "--batch=2", "--size=32", "--threads=1",

@@ -12,8 +12,8 @@ from torch.nn.attention import SDPBackend
 import backbones
 import bridge
 import sample
-import tiles
 import train
+from plumbing import tiles
 from conftest import transformer_inputs
 
 
@@ -164,7 +164,7 @@ def test_bf16_vae_keeps_the_trained_tiny_vaes_output():
     # why bf16 is the GPU default: on the trained tiny VAE, bf16 loses at most a tenth of a dB
     # of what fp32 keeps (README); here on two held-out crops, with a margin
     import metrics
-    import photos
+    from data import photos
     bb = backbones.load("tiny-flux", device="cpu")
     crops = [c for _, c in photos.eval_crops(64, 1)[:2]]  # two held-out photos, a crop each
     psnr = {}
@@ -175,7 +175,7 @@ def test_bf16_vae_keeps_the_trained_tiny_vaes_output():
 
 
 def test_ranks_sharing_a_gpu_join_on_gloo(monkeypatch):
-    import ddp
+    from plumbing import ddp
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

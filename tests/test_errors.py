@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-import media
+from data import media
 from conftest import run, run_here
 
 
@@ -130,7 +130,8 @@ def test_sample_mixing_works_where_the_refusal_says_so(random_tiny, prompts, fol
     code, outp, err = run_here("sample.py", ok, f"--tasks={prompts['tiny-flux', 'coarse']}", bbf, "--steps=1",
                                "--progress=false", f"--out={folder / 'coarse.png'}")
     assert code == 0, err
-    assert "T0 0.1" in outp and "the paper" not in outp and (folder / "coarse.png").is_file()
+    assert "T0 0.1" in outp and "the paper's method" not in outp and (folder / "coarse.png").is_file()
+    assert "extensions.py: coarse prompt (width" in outp  # said when it starts: which method runs
 
 
 # a case that stopped failing would run the script: on a few small pairs, for one step, not for minutes

@@ -7,7 +7,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 import metrics
-from conftest import run, run_here
+from conftest import run_here
 
 
 def pair(seed=0, shape=(3, 40, 52)):
@@ -64,8 +64,8 @@ def test_eval_writes_csv_json_and_table(random_tiny, clean_folder, tmp_path):
         assert summary["summary"]["bare backbone"] != summary["summary"]["degraded"]
         assert (summary["decode"]["prompt ebr"] == list(extensions.PAPER_DECODE)) == paper
     # the pictures: degraded | VAE | bare | prompt | clean, each at the crop's size, the first one the input
-    import media
-    import pairs
+    from data import media
+    from data import pairs
     assert sorted(f.name for f in out.glob("pair_*.png")) == ["pair_0.png", "pair_1.png"]
     pic = media.read_image(out / "pair_1.png")
     assert pic.shape == (3, 32, 5 * 32)
@@ -85,7 +85,7 @@ def test_vae_only_rows(random_tiny, tmp_path):
 
 def test_unchanged_pairs_are_left_out_of_every_mean(random_tiny, tmp_path):
     # a blur of one pixel over a flat crop changes nothing: its PSNR is infinite, and so was the mean
-    import media
+    from data import media
     for d in ("input", "gt"):
         (tmp_path / "pairs" / d).mkdir(parents=True)
     g = torch.Generator().manual_seed(0)
@@ -167,8 +167,8 @@ def test_eval_baselines_rows_and_pictures(random_tiny, clean_folder, tmp_path):
     # conventions, each method's learned numbers, and their columns in pair_<i>.png
     import backbones
     import baselines
-    import media
-    import pairs
+    from data import media
+    from data import pairs
     import prompt as prompt_lib
     bb = backbones.load(random_tiny["tiny-flux"], device="cpu")
     p = bb.new_prompt(task="snow", bridge="ebr", t0=bb.t0)

@@ -7,7 +7,7 @@ import torch
 import extensions
 import prompt as prompt_lib
 import sample
-import tiles
+from plumbing import tiles
 
 
 def checker(n):

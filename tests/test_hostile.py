@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-import media
+from data import media
 from conftest import run, run_here
 from test_errors import bad, files, folder, one_line, prompts  # noqa: F401 (fixtures)
 

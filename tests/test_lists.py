@@ -6,8 +6,7 @@ import os
 import pytest
 import torch
 
-import media
-import pairs
+from data import media, pairs
 
 # the label set of the authors' published lists
 PUBLISHED = ["Haze", "Rain", "Raindrop", "Snow", "LowLight", "Low-light", "Blur", "Motion blur", "Mixed", "None"]

@@ -11,7 +11,7 @@ import torch
 
 import backbones
 import bench
-import lowbits
+from plumbing import lowbits
 from conftest import run_here
 
 # the velocity's change over its norm on the shipped tiny backbones (measured: docs/RESULTS.md); on
@@ -110,7 +110,7 @@ def test_bench_low_memory_side_by_side_on_a_tiny_arch(monkeypatch, capsys):
 
 
 def test_the_scripts_take_low_memory(random_tiny, tmp_path):
-    import media
+    from data import media
     folder = random_tiny["tiny-flux"]
     code, out, err = run_here("train.py", "--task=haze", f"--backbone={folder}", "--steps=1", "--pool=2", "--val_pairs=1",
                               "--batch=1", "--size=16", "--low_memory", "--threads=1", f"--out={tmp_path}/run")

@@ -12,11 +12,9 @@ import pytest
 import torch
 
 import backbones
-import dataset
-import lowbits
-import media
-import pairs
 import train
+from data import dataset, media, pairs
+from plumbing import lowbits
 from conftest import ROOT
 
 

@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 import backbones
 import bridge
 import extensions
-import media
 import prompt as prompt_lib
 import sample
-import tiles
+from data import media
+from plumbing import tiles
 from conftest import run_here
 
 TRAIN = ["train.py", "--task=haze", "--pool=6", "--val_pairs=2", "--batch=2", "--size=32"]

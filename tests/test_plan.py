@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import backbones
-import plan
 import train
+from plumbing import plan
 
 SIZE, FRAMES, BATCH = 32, 5, 2
 

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import backbones
-import pairs
-import photos
+from data import pairs, photos
 from conftest import ROOT, run
 
 

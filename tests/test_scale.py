@@ -55,11 +55,11 @@ def test_a_clip_through_an_image_backbone_goes_in_bounded_batches(flux_bb):
 
 @pytest.mark.parametrize("tile", ["20", "4"])
 def test_a_bad_tile_is_a_one_line_error(random_tiny, tmp_path, tile):
-    import media
+    from data import media
     src = tmp_path / "in.png"
     media.write_image(str(src), torch.rand(3, 16, 16))
     code, outp, err = run_here("sample.py", str(src), "--tasks=haze", f"--backbone={random_tiny['tiny-flux']}",
-                               f"--tile={tile}", "--prompts_dir=/nowhere")
+                               f"--tile={tile}")
     assert code == 2 and err.strip() == f"error: --tile={tile}: {random_tiny['tiny-flux'].rstrip('/').split('/')[-1]} " \
                                         f"needs a multiple of 8 px"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
@@ -85,7 +85,7 @@ def test_a_clip_restored_window_by_window_is_the_clip_restored_whole(random_tiny
 
 
 def test_frames_are_read_and_written_in_windows(tmp_path):
-    import media
+    from data import media
     x, fps = media.read_video("examples/clip_rain.mp4")
     assert media.video_length("examples/clip_rain.mp4") == (x.shape[1], fps)
     for first, count in ((0, 5), (5, 9), (12, 9)):
@@ -103,11 +103,11 @@ def test_frames_are_read_and_written_in_windows(tmp_path):
 
 
 def test_an_input_above_max_pixels_is_refused_up_front(random_tiny, tmp_path):
-    import media
+    from data import media
     src = tmp_path / "in.png"
     media.write_image(str(src), torch.rand(3, 30, 40))
     code, outp, err = run_here("sample.py", str(src), "--tasks=haze", f"--backbone={random_tiny['tiny-flux']}",
-                               "--max_pixels=1000", "--prompts_dir=/nowhere")
+                               "--max_pixels=1000")
     assert code == 2 and not outp and err.count("\n") == 1
     assert err.startswith(f"error: {src}: 40x30 px (0.0 MP a frame) is above the limit of 1000 px")
     assert err.strip().endswith("to restore it anyway: --max_pixels=1200")
@@ -131,7 +131,7 @@ def peak_run(*args):
 
 @pytest.mark.slow
 def test_memory_is_a_function_of_the_tile_not_of_the_input(tmp_path):
-    import media
+    from data import media
     from PIL import Image
     # 12000 x 12000: refused from its header, in one line that says how to raise the limit
     Image.new("RGB", (12000, 12000)).save(tmp_path / "big.png")

@@ -7,9 +7,8 @@ import torch
 
 import backbones
 import extensions
-import pairs
-import shapes
-import tiny
+from data import pairs, shapes
+from plumbing import tiny
 from conftest import run
 
 

@@ -4,9 +4,8 @@ import os
 import pytest
 import torch
 
-import degrade
-import media
 import metrics
+from data import degrade, media
 from conftest import ROOT, run_here
 
 KINDS = ("tiny-flux", "tiny-wan")

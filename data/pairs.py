@@ -9,9 +9,9 @@ import os
 import torch
 import torch.nn.functional as F
 
-import photos  # photos.photo is looked up on the module, so that tests can patch it
-import shapes
-from media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, read_window, resize, video_shape
+from . import photos  # photos.photo is looked up on the module, so that tests can patch it
+from . import shapes
+from .media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, read_window, resize, video_shape
 
 
 def random_crop(img, size, g, min_scale=0.25, max_scale=1.0):
@@ -242,7 +242,7 @@ def draw(px, synthetic, task, size, frames, video, g):
     """One (degraded, clean) pair of an item's pixels, every random choice from g: a crop of a
     clean image (a virtual-camera clip on a video backbone) degraded by degrade.py, or the same
     crop (and window of frames) of a degraded image and its target."""
-    from degrade import degrade
+    from .degrade import degrade
     if synthetic:
         if px.ndim == 4:  # the crop, then the window of frames: only those frames are read
             box = _crop_box(*px.shape[-2:], size, g)
@@ -293,7 +293,7 @@ def iter_pairs(source, task, n, size, frames, g, video=False, clean=None, any_la
 
 def _fixed(source, task, n, size, frames, video):
     """The evaluation pairs: pair i degraded by its own seed 1000 + i (every method sees the same)."""
-    from degrade import degrade
+    from .degrade import degrade
     if source == "heldout":
         for i, (_, img) in enumerate(photos.eval_crops(size)):
             if n and i >= n:

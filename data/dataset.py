@@ -12,7 +12,7 @@ restores the step, and micro-batch slot j of a step is the same pair whichever p
 import numpy as np
 import torch
 
-import pairs
+from . import pairs
 
 
 def generator(*key):

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-import backbones
-import lowbits
+import backbones  # upward, as plan.py alone does: it measures the top level
+from . import lowbits
 
 
 class Counted(TorchDispatchMode):

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -100,7 +101,9 @@ def write_image(path, img):
             im.load()  # a truncated file fails here
             if im.size != (a.shape[1], a.shape[0]):
                 raise OSError(f"reads back as {im.size[0]}x{im.size[1]} px")
-    atomic(path, lambda tmp: Image.fromarray(a).save(tmp, format=_pil_format(path)), check)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
+           ".webp": "WEBP"}.get(os.path.splitext(path)[1].lower(), "PNG")
+    atomic(path, lambda tmp: Image.fromarray(a).save(tmp, format=fmt), check)
 
 
 def read_video(path):
@@ -292,7 +295,8 @@ def _finite(path, x):
 def atomic(path, write, check):
     """write(tmp), check(tmp) (raises if the file is not whole), rename to path; on any failure
     the temporary file is removed and an OSError names path."""
-    tmp = _tmp(path)
+    base, ext = os.path.splitext(path)  # a name of this process and thread: two writers never share one
+    tmp = f"{base}.partial{os.getpid()}-{threading.get_ident() % 100000}{ext}"
     try:
         write(tmp)
         check(tmp)
@@ -319,58 +323,38 @@ def _bytes(clip):
     return (clip.clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def _tmp(path):
-    """A temporary name beside path, of this process and thread: two writers never share one."""
-    import threading
-    base, ext = os.path.splitext(path)
-    return f"{base}.partial{os.getpid()}-{threading.get_ident() % 100000}{ext}"
-
-
-def _pil_format(path):
-    ext = os.path.splitext(path)[1].lower()
-    return {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF",
-            ".webp": "WEBP"}.get(ext, "PNG")
-
-
-def frame_size(path):
-    """(width, height) of an image or of a clip's frames, from the file's header: nothing decoded."""
-    if is_video(path) and not str(path).lower().endswith(".gif"):
-        import imageio.v3 as iio
-        return tuple(iio.immeta(path)["size"])
+def check_size(path, max_pixels, max_gif=0, how="--"):
+    """Refuse up front, from the file's header (nothing decoded), a frame of more than max_pixels
+    pixels, or a GIF (read whole) of more than max_gif frames x pixels (0: no limit), in one line
+    that says how to raise the limit (how: the option's prefix). An unreadable header passes: the
+    reader then says what is wrong."""
     import warnings
 
+    import imageio.v3 as iio
     from PIL import Image
-    with warnings.catch_warnings():  # the header only: check_pixels, not PIL's warning, says what is too big
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as im:
-            return im.size
-
-
-def check_pixels(path, max_pixels, how="--max_pixels"):
-    """Refuse up front a frame of more than max_pixels pixels (0: no limit), in one line that says
-    how to raise the limit. An unreadable header passes: the reader then says what is wrong."""
     try:
-        w, h = frame_size(path)
+        if is_video(path) and not is_gif(path):
+            w, h = iio.immeta(path)["size"]
+        else:
+            with warnings.catch_warnings():  # this check, not PIL's warning, says what is too big
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    w, h = im.size
     except Exception:
         return
     if max_pixels and w * h > max_pixels:
         raise InputError(f"{path}: {w}x{h} px ({w * h / 1e6:.1f} MP a frame) is above the limit of {max_pixels} px "
                          f"({max_pixels / 1e6:g} MP), set so that a restore stays within a few GB of memory; "
-                         f"to restore it anyway: {how}={w * h}")
-
-
-def check_gif(path, max_total, how="--max_gif_pixels"):
-    """Refuse up front a GIF of more than max_total frames x pixels (0: no limit): it is read whole.
-    An unreadable one passes: the reader then says what is wrong."""
-    if not (max_total and is_gif(path) and os.path.isfile(path)):
+                         f"to restore it anyway: {how}max_pixels={w * h}")
+    if not (max_gif and is_gif(path) and os.path.isfile(path)):
         return
     try:
         n, h, w = video_shape(path)
     except InputError:
         return
-    if n * h * w > max_total:
+    if n * h * w > max_gif:
         raise InputError(f"{path}: {n} frames of {w}x{h} px ({n * h * w:,} pixels in all) is above the limit of "
-                         f"{max_total:,} for a GIF, which is read whole; to restore it anyway: {how}="
+                         f"{max_gif:,} for a GIF, which is read whole; to restore it anyway: {how}max_gif_pixels="
                          f"{n * h * w}, or convert it to mp4, which is read a window at a time")
 
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import torch
 
-from media import InputError, read_image, resize
+from .media import InputError, read_image, resize
 
 # The real photos that scikit-image and scikit-learn ship (always here: pip installs them), with a
 # short caption each.

@@ -1,0 +1,55 @@
+"""What a student reads to follow one restore: the repo's own functions it calls (a sys.setprofile
+trace of `python sample.py examples/haze.png --tasks=haze`), and the one function, sample.velocity,
+that stands between the sampler and the transformer."""
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+TRACE = r"""
+import inspect, json, os, runpy, sys
+root, out = sys.argv[1], sys.argv[2]
+calls = {}
+
+def profile(frame, event, arg):
+    c = frame.f_code  # a named function of the repo; nested ones are read with the function they sit in
+    if event == "call" and c.co_filename.startswith(root + os.sep) and c.co_flags & inspect.CO_NEWLOCALS \
+            and "<" not in c.co_qualname and os.sep + "tests" + os.sep not in c.co_filename:
+        key = os.path.relpath(c.co_filename, root) + ":" + c.co_qualname
+        calls[key] = calls.get(key, 0) + 1
+
+sys.argv = [os.path.join(root, "sample.py")] + sys.argv[3:]
+sys.setprofile(profile)
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    sys.setprofile(None)
+    json.dump(calls, open(out, "w"), indent=1)
+"""
+
+
+def traced(tmp_path, *args):
+    out = tmp_path / "calls.json"
+    p = subprocess.run([sys.executable, "-c", TRACE, ROOT, str(out), "examples/haze.png", "--tasks=haze",
+                        f"--out={tmp_path / 'restored.png'}", "--steps=2", "--progress=false", *args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return json.load(open(out))
+
+
+def test_a_restore_reads_in_few_functions_with_one_velocity_between_sampler_and_transformer(tmp_path):
+    # today's counts; the aim is 50 and 45 (nanoGPT's sample path: about 15 functions in 2 files)
+    for args, most in (((), 64), (("--paper",), 60)):
+        calls = traced(tmp_path, *args)
+        assert len(calls) <= most, f"{len(calls)} functions for a restore {args}:\n" + "\n".join(sorted(calls))
+        # each sampler step: one call of sample.velocity, which calls the backbone once (all tiles fit one call)
+        assert calls["sample.py:velocity"] == calls["backbones.py:Backbone.velocity"] == 2
+        assert calls["bridge.py:sample"] == 1
+        # the prompt is checked once, when it is loaded, never per call
+        assert calls["backbones.py:Backbone.load_prompt"] == 1 and calls.get("prompt.py:Prompt.shape", 0) == 1
+        assert ("extensions.py:coarse" in calls) != bool(args)  # the extension's place: off with --paper
+    assert not any(k.startswith(("plumbing/tiles.py:tiled", "bridge.py:mixed", "extensions.py:velocities"))
+                   for k in calls)  # the wrappers sample.velocity replaced
+    assert os.path.isfile(tmp_path / "restored.png")
