@@ -296,6 +296,30 @@ def step_on(net, opt, micro):
     return total / n
 
 
+def restorers(bb, task, unet_file=""):
+    """eval.py --baselines' rows: ([(label, restore(deg) -> pred, learned numbers)], what they are): the
+    classical method with the settings stored for this backbone (baselines.classical_settings) and
+    the supervised U-Net of unet_file (default: this backbone's shipped one; absent: left out, said so)."""
+    settings = classical_settings(bb.name, task)
+    name = CLASSICAL[task][0]
+    if not os.path.isfile(classical_file(bb.name)):
+        print(f"classical: no settings chosen for {bb.name}, the defaults of baselines.CLASSICAL (choose them: "
+              f"python baselines.py --choose --backbone={bb.name} --task={task})")
+    rows = [(f"classical: {name}", lambda d: classical(task, d, settings), 0)]
+    about = dict(classical=dict(method=name, settings=settings))
+    path = unet_file or unet_path(bb.name, task)
+    if not unet_file and not os.path.isfile(path):
+        print(f"no supervised U-Net for {bb.name} / {task} at {os.path.relpath(path)}: row left out (train it: "
+              f"python baselines.py --backbone={bb.name} --task={task} --out={os.path.relpath(os.path.dirname(path))})")
+        return rows, about
+    net, meta = load_unet(path, bb.device)
+    if meta.get("task") != task:
+        raise media.InputError(f"{path} is a U-Net for {meta.get('task')!r}, not {task!r}")
+    rows.append(("supervised U-Net", lambda d: restore_unet(net, d), count(net)))
+    about["unet"] = dict(file=os.path.relpath(path), **{k: meta.get(k) for k in ("widths", "steps", "backbone", "data", "seed", "size")})
+    return rows, about
+
+
 def main_choose(name, size_, frames_, vid):
     out_ = out or os.path.join(PROMPTS, name, "baselines")
     path = os.path.join(out_, "classical.json")

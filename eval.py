@@ -58,30 +58,6 @@ ALIASES = {"data": "data_source"}
 
 # ------------------------------------------------------------------------------ the loop
 
-def baseline_methods(bb, task, unet_file=""):
-    """--baselines' rows: ([(label, restore(deg) -> pred, learned numbers)], what they are): the
-    classical method with the settings stored for this backbone (baselines.classical_settings) and
-    the supervised U-Net of unet_file (default: this backbone's shipped one; absent: left out, said so)."""
-    settings = baselines_lib.classical_settings(bb.name, task)
-    name = baselines_lib.CLASSICAL[task][0]
-    if not os.path.isfile(baselines_lib.classical_file(bb.name)):
-        print(f"classical: no settings chosen for {bb.name}, the defaults of baselines.CLASSICAL (choose them: "
-              f"python baselines.py --choose --backbone={bb.name} --task={task})")
-    rows = [(f"classical: {name}", lambda d: baselines_lib.classical(task, d, settings), 0)]
-    about = dict(classical=dict(method=name, settings=settings))
-    path = unet_file or baselines_lib.unet_path(bb.name, task)
-    if not unet_file and not os.path.isfile(path):
-        print(f"no supervised U-Net for {bb.name} / {task} at {os.path.relpath(path)}: row left out (train it: "
-              f"python baselines.py --backbone={bb.name} --task={task} --out={os.path.relpath(os.path.dirname(path))})")
-        return rows, about
-    net, meta = baselines_lib.load_unet(path, bb.device)
-    if meta.get("task") != task:
-        raise media.InputError(f"{path} is a U-Net for {meta.get('task')!r}, not {task!r}")
-    rows.append(("supervised U-Net", lambda d: baselines_lib.restore_unet(net, d), baselines_lib.count(net)))
-    about["unet"] = dict(file=os.path.relpath(path), **{k: meta.get(k) for k in ("widths", "steps", "backbone", "data", "seed", "size")})
-    return rows, about
-
-
 def main():
     if paper and max(keep_detail, decoded_above, min_change) >= 0:
         fail("--keep_detail, --decoded_above and --min_change are extensions; --paper decodes the latent as it is")
@@ -99,7 +75,7 @@ def main():
                               for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
     for name, (p, _, _, decode) in zip(names, ps):
         print(f"{name}: {extensions.in_effect([extensions.coarse_of(q) for q in p], decode)}")
-    extra, about = baseline_methods(bb, task, unet) if baselines else ([], {})
+    extra, about = baselines_lib.restorers(bb, task, unet) if baselines else ([], {})
     n = count or (0 if data_ in ("heldout", "shapes-test", "shapes-val") else 16)
     pair_list = pairs.make_pairs(data_, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
                                  any_label=any_label, data_root=data_root)

@@ -42,9 +42,9 @@ results, examples, learned = {}, {}, {}
 for task in degrade.TASKS:
     pair_list = pairs.make_pairs("heldout", task, 2 if FAST else 0, bb.train_size, frames,
                                  torch.Generator().manual_seed(7), bb.video)
-    pair_list = [(d, c) for d, c in pair_list if metrics.metrics(d, c)["psnr"] < float("inf")]
+    pair_list, _ = metrics.restorable(pair_list)
     prompts, br, t0, decode = sample.prepare(bb, [task])
-    rows, about = metrics.baseline_methods(bb, task)
+    rows, about = baselines.restorers(bb, task)
     methods = {"degraded": lambda d: d,
                "prompt": lambda d: sample.restore(bb, d, prompts, br, t0, decode, progress=False)}
     methods.update({("classical" if label.startswith("classical") else "supervised"): fn for label, fn, _ in rows})
