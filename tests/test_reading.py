@@ -21,6 +21,7 @@ def profile(frame, event, arg):
         calls[key] = calls.get(key, 0) + 1
 
 sys.argv = [os.path.join(root, "sample.py")] + sys.argv[3:]
+sys.path.insert(0, root)
 sys.setprofile(profile)
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
