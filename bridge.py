@@ -54,7 +54,7 @@ def known(bridge):
         raise ValueError(f"unknown bridge {bridge!r}; choose one of {', '.join(BRIDGES)}")
 
 
-def _b(t, z):
+def _per_sample(t, z):
     """Broadcast a per-sample time [B] (or a scalar) against a latent [B, ...]."""
     t = torch.as_tensor(t, dtype=torch.float32, device=z.device)
     return t.reshape(-1, *([1] * (z.ndim - 1))) if t.ndim else t
@@ -62,7 +62,7 @@ def _b(t, z):
 
 def forward(bridge, z_deg, z_clean, eps, t, t0=T0):
     """A training state of the construction and the noise level to give the backbone."""
-    c_deg, c_clean, sigma = coefficients(bridge, _b(t, z_deg), t0)
+    c_deg, c_clean, sigma = coefficients(bridge, _per_sample(t, z_deg), t0)
     return c_deg * z_deg + c_clean * z_clean + sigma * eps, sigma.flatten() if sigma.ndim else sigma
 
 
@@ -73,7 +73,7 @@ def sample_t(n, t0=T0, t_min=T_MIN, generator=None, device="cpu"):
 
 def clean_estimate(z_t, sigma, v):
     """x0_hat = z_t - sigma v (eq. 2): what the loss of eq. (7)/(10) compares to z_clean."""
-    return z_t - _b(sigma, z_t) * v
+    return z_t - _per_sample(sigma, z_t) * v
 
 
 def sampling_coefficients(bridge, t, t0=T0):

@@ -94,31 +94,34 @@ def decode_of(p):
 
 def decode_settings(kind, prompts, keep_detail=-1.0, decoded_above=-1.0, min_change=-1.0):
     """The decode a restore uses: each option where given (>= 0), else the prompts' own choice,
-    else the backbone kind's default width and 0, 0. A mix takes the smallest of each (0: none),
-    which passes the most of every prompt's change."""
+    else the backbone kind's default keep_detail and 0, 0. A mix takes the smallest of each (0:
+    none), which passes the most of every prompt's change."""
     own = [decode_of(p) for p in prompts if p is not None] or [(None, None, None)]
-    width = min(defaults(kind).get("keep_detail", 0.0) if w is None else w for w, _, _ in own)
-    above = min([a for _, a, _ in own if a] or [0.0])
-    floor = min(f or 0.0 for _, _, f in own)
-    pick = lambda option, own_: option if option >= 0 else own_  # noqa: E731
-    return pick(keep_detail, width), pick(decoded_above, above), pick(min_change, floor)
+    if keep_detail < 0:
+        keep_detail = min(defaults(kind).get("keep_detail", 0.0) if k is None else k for k, _, _ in own)
+    if decoded_above < 0:
+        decoded_above = min([a for _, a, _ in own if a] or [0.0])
+    if min_change < 0:
+        min_change = min(m or 0.0 for _, _, m in own)
+    return keep_detail, decoded_above, min_change
 
 
-def apply_decode(x, decoded, base, width, above=0.0, floor=0.0):
-    """The output pixels: the decoded latent (width 0, the paper), or the input plus the low-pass
-    of what the restoration changed, decoded - base, with base = D(E(x)) the input's own round
-    trip. floor: a non-negative garrote, c (1 - floor^2 / c^2), so a drift of a grey level where
-    there was nothing to restore is left out and a real change passes nearly whole. above: where
-    the change (mean over colours, blurred 1 px) reaches it, fade to the decoded latent: there
-    the input's detail is what was removed (a streak, a flake)."""
-    if not width:
+def apply_decode(x, decoded, base, keep_detail, decoded_above=0.0, min_change=0.0):
+    """The output pixels: the decoded latent (keep_detail 0, the paper), or the input plus the
+    low-pass (std keep_detail px) of what the restoration changed, decoded - base, with base =
+    D(E(x)) the input's own round trip. min_change: a non-negative garrote, c (1 - m^2 / c^2), so
+    a drift of a grey level where there was nothing to restore is left out and a real change
+    passes nearly whole. decoded_above: where the change (mean over colours, blurred 1 px)
+    reaches it, fade to the decoded latent: there the input's detail is what was removed (a
+    streak, a flake)."""
+    if not keep_detail:
         return decoded
     change = decoded - base
-    move = lowpass(change, width)
-    if floor:
-        move = move * (1 - floor**2 / move.square().clamp(min=1e-12)).clamp(min=0)
+    move = lowpass(change, keep_detail)
+    if min_change:
+        move = move * (1 - min_change**2 / move.square().clamp(min=1e-12)).clamp(min=0)
     out = (x + move).clamp(0, 1)
-    if not above:
+    if not decoded_above:
         return out
-    m = (lowpass(change.abs().mean(0, keepdim=True), 1.0) / above).clamp(0, 1)
+    m = (lowpass(change.abs().mean(0, keepdim=True), 1.0) / decoded_above).clamp(0, 1)
     return m * decoded + (1 - m) * out

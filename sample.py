@@ -217,8 +217,8 @@ def restore(bb, x, prompts, bridge_name, t0, decode=extensions.PAPER_DECODE, win
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
         y = to_latents(bb, x)
         out = from_latents(bb, sample_latents(bb, y, prompts, bridge_name, t0, window=window, desc=desc, **sampler), x)
-        width, above, floor = decode  # extension: the input's own detail kept (extensions.py); width 0: the paper's
-        return extensions.apply_decode(x, out, from_latents(bb, y, x) if width else None, width, above, floor)
+        # extension: the input's own detail kept (extensions.py); keep_detail 0: the paper's decoded latent
+        return extensions.apply_decode(x, out, from_latents(bb, y, x) if decode[0] else None, *decode)
     origins = tiles.frame_windows(x.shape[1], size)
     r = tiles.ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
     acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)
