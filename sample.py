@@ -153,8 +153,9 @@ def from_latents(bb, z, x):
 
 def velocity(bb, x, sigma, prompts, boxes, weight, chunk=16, bar=None):
     """The velocity a sampler step follows at the state x [B, C, ...] with noise level sigma [B]:
-    1. the backbone on each tile (tiles.layout), at most `chunk` samples per call, every prompt of
-       a mix in the same batched call (bb.velocity returns one velocity per prompt);
+    1. the backbone on each tile (tiles.layout: boxes, and the blending weight on x's device), at
+       most `chunk` samples per call, every prompt of a mix in the same batched call
+       (bb.velocity returns one velocity per prompt);
     2. the tiles' velocities blended with their ramps: one velocity over the whole latent;
     3. extension (extensions.py): a coarse prompt also asks for the bare backbone (None), in the
        same call, and follows the bare backbone's fine part and its own low-passed coarse part;
@@ -166,7 +167,6 @@ def velocity(bb, x, sigma, prompts, boxes, weight, chunk=16, bar=None):
     b, per = x.shape[0], max(1, chunk // x.shape[0])  # tiles per call
     v = torch.zeros((len(calls),) + tuple(x.shape), device=x.device)
     norm = torch.zeros(x.shape[2:], device=x.device)
-    weight = weight.to(x.device)
     for i in range(0, len(boxes), per):
         group = boxes[i:i + per]
         xs = torch.cat([x[(slice(None), slice(None)) + box] for box in group])
@@ -191,6 +191,7 @@ def sample_latents(bb, y, prompts, bridge_name, t0, steps=bridge.STEPS, seed=0, 
     The starting noise is drawn on the CPU from `seed` (the same on every device) and moved once."""
     eps = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
     _, boxes, weight = tiles.layout(y.shape[2:], tile_sizes(bb, y.shape, tile, window))
+    weight = weight.to(y.device)  # once, not per step
     with tqdm(total=steps, desc=f"restore {desc}", leave=False, disable=not progress) as bar:
         step = functools.partial(velocity, bb, prompts=prompts, boxes=boxes, weight=weight, chunk=chunk, bar=bar)
         return bridge.sample(bridge_name, step, y, eps, t0, steps=steps)

@@ -8,7 +8,6 @@ outputs are never half-written, and a failed write leaves no file behind.
 """
 import glob
 import json
-import math
 import os
 import re
 import subprocess
@@ -375,10 +374,6 @@ def resize(x, h, w):
     shape = x.shape
     y = F.interpolate(x.reshape(-1, *shape[-3:]), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
     return y.reshape(*shape[:-2], h, w).clamp(0, 1)
-
-
-def ceil_to(n, m):
-    return int(math.ceil(n / m) * m)
 
 
 def fit(x, multiple, max_side=None):
