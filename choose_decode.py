@@ -84,6 +84,7 @@ def main():
                        values(min_change, "min_change"))
     bb = backbones.load(backbone or None, video=video, device=device or None)
     p = bb.load_prompt(prompt)
+    print(f"{extensions.in_effect([extensions.coarse_of(p)])}; choosing its decode, an extension (--paper ignores it)")
     size_ = size or bb.train_size
     frames_ = frames or (bb.train_frames if bb.video else 1)
     pair_list = pairs.make_pairs(data_source, task, count, size_, frames_, torch.Generator().manual_seed(seed + 7),
