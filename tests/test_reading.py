@@ -22,6 +22,7 @@ def profile(frame, event, arg):
 
 sys.argv = [os.path.join(root, "sample.py")] + sys.argv[3:]
 sys.path.insert(0, root)
+import diffusers, PIL.Image, torch, tqdm, transformers  # noqa: E401,F401  (the libraries' imports, untraced: faster)
 sys.setprofile(profile)
 try:
     runpy.run_path(sys.argv[0], run_name="__main__")
