@@ -32,19 +32,28 @@ finally:
 """
 
 
-def traced(tmp_path, *args):
-    out = tmp_path / "calls.json"
-    p = subprocess.run([sys.executable, "-c", TRACE, ROOT, str(out), "examples/haze.png", "--tasks=haze",
-                        f"--out={tmp_path / 'restored.png'}", "--steps=2", "--progress=false", *args],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    return json.load(open(out))
+def traced(tmp_path, runs):
+    """{args: the functions and their call counts} of each run, the runs side by side (two cores)."""
+    procs = {}
+    for args in runs:
+        out = tmp_path / f"calls{len(procs)}.json"
+        procs[args] = (out, subprocess.Popen(
+            [sys.executable, "-c", TRACE, ROOT, str(out), "examples/haze.png", "--tasks=haze",
+             f"--out={tmp_path / f'restored{len(procs)}.png'}", "--steps=2", "--progress=false", *args],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    calls = {}
+    for args, (out, p) in procs.items():
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        calls[args] = json.load(open(out))
+    return calls
 
 
 def test_a_restore_reads_in_few_functions_with_one_velocity_between_sampler_and_transformer(tmp_path):
     # today's counts; the aim is 50 and 45 (nanoGPT's sample path: about 15 functions in 2 files)
+    runs = traced(tmp_path, [(), ("--paper",)])
     for args, most in (((), 64), (("--paper",), 60)):
-        calls = traced(tmp_path, *args)
+        calls = runs[args]
         assert len(calls) <= most, f"{len(calls)} functions for a restore {args}:\n" + "\n".join(sorted(calls))
         # each sampler step: one call of sample.velocity, which calls the backbone once (all tiles fit one call)
         assert calls["sample.py:velocity"] == calls["backbones.py:Backbone.velocity"] == 2
@@ -52,6 +61,6 @@ def test_a_restore_reads_in_few_functions_with_one_velocity_between_sampler_and_
         # the prompt is checked once, when it is loaded, never per call
         assert calls["backbones.py:Backbone.load_prompt"] == 1 and calls.get("prompt.py:Prompt.shape", 0) == 1
         assert ("extensions.py:coarse" in calls) != bool(args)  # the extension's place: off with --paper
-    assert not any(k.startswith(("plumbing/tiles.py:tiled", "bridge.py:mixed", "extensions.py:velocities"))
-                   for k in calls)  # the wrappers sample.velocity replaced
-    assert os.path.isfile(tmp_path / "restored.png")
+        assert not any(k.startswith(("plumbing/tiles.py:tiled", "bridge.py:mixed", "extensions.py:velocities"))
+                       for k in calls)  # the wrappers sample.velocity replaced
+    assert os.path.isfile(tmp_path / "restored0.png") and os.path.isfile(tmp_path / "restored1.png")
