@@ -53,7 +53,7 @@ def get_backbone(clip):
     key = clip and not backbone
     if key not in BACKBONES:
         BACKBONES[key] = backbones.load(backbone or None, video=clip, device=device or None,
-                                       storage=lowbits.low_memory(low_memory))
+                                       storage=lowbits.low_memory(low_memory), cpu_bf16=True)  # as sample.py
     return BACKBONES[key]
 
 

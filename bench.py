@@ -102,6 +102,7 @@ def main():
     opt = torch.optim.AdamW(p.parameters(), lr=5e-4)
     step = timed(lambda: train.train_step(bb, p, opt, zd, zc, [g], "ebr", bb.t0, batch), repeats)
     rows.append(("train step / forward (no grad)", step, fwd_nograd, step / fwd_nograd, "<= 2.5"))
+    bb = backbones.load(backbone or None, device="cpu", cpu_bf16=True)  # restores as sample.py runs them
 
     # 2. sampling vs its backbone calls (one image of `size` px, one prompt, whole)
     img = pair_list[0][0]
@@ -159,7 +160,8 @@ def main():
         rows.append(("  its peak memory (GiB)", peak, 2.0, peak / 2.0, "<= 1 (2 GiB)"))
         rows.append(("  seconds per megapixel", wall / mp, 40.0, wall / mp / 40.0, "a 12 MP photo: x 12"))
 
-    print(f"\nbench: {bb.name}, CPU, {threads} threads, batch {batch}, {size} px, median of {repeats}")
+    print(f"\nbench: {bb.name}, CPU, {threads} threads, batch {batch}, {size} px, median of {repeats}; training in "
+          f"fp32, restores {'in bf16 (this CPU has AMX; --cpu_bf16)' if bb.cpu_bf16 else 'in fp32'} as sample.py runs them")
     print(f"{'measure':<40} {'time (s)':>9} {'reference':>10} {'ratio':>7}  target")
     for name, a, b, r, tgt in rows:
         print(f"{name:<40} {a:9.3f} {b:10.3f} {r:7.3g}  {tgt}")

@@ -51,6 +51,7 @@ vae_dtype = ""        # VAE precision: bf16 | fp32 (default: bf16 on GPU, fp32 o
 fps = 0.0             # output fps for a folder of frames (0: 8)
 progress = True       # progress bars on stderr
 threads = 0           # torch CPU threads (0: torch's default)
+cpu_bf16 = True       # on a CPU with bf16 matrix units (Intel AMX): the backbone in bf16, ~1.8x faster, ~0.1 dB from fp32; false: fp32
 max_pixels = media.MAX_PIXELS  # a frame of more pixels is refused before any work (memory grows with them); 0: no limit
 max_gif_pixels = media.MAX_GIF_PIXELS  # a GIF (read whole) of more frames x pixels is refused before any work; 0: no limit
 low_memory = False    # the frozen transformer in 4 bits (lowbits.LOW_MEMORY), text encoders and VAE offloaded: FLUX on a 12 GB GPU
@@ -367,7 +368,7 @@ def main(paths):
     if threads:
         torch.set_num_threads(threads)
     bb = backbones.load(backbone or None, video=is_video, device=ddp.device(device), vae_dtype=vae_dtype or None,
-                        storage=lowbits.low_memory(low_memory))
+                        storage=lowbits.low_memory(low_memory), cpu_bf16=cpu_bf16)
     if bb.video and window and not bb.frames_ok(window):
         fail(f"--window={window}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if tile and (tile % bb.multiple or tile < bb.multiple):

@@ -332,7 +332,7 @@ def test_the_page_restores_a_clip_in_windows_as_sample_py_does(random_tiny, prom
     assert code == 0, err
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder / "gradio"))
     os.makedirs(folder / "gradio")
-    monkeypatch.setattr(app, "BACKBONES", {True: backbones.load(random_tiny["tiny-wan"], device="cpu")})
+    monkeypatch.setattr(app, "BACKBONES", {True: backbones.load(random_tiny["tiny-wan"], device="cpu", cpu_bf16=True)})
     window, reads = media.read_window, []
     monkeypatch.setattr(media, "read_video", None)  # never the whole clip
     monkeypatch.setattr(media, "read_window", lambda p, first, n: reads.append(n) or window(p, first, n))

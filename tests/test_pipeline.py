@@ -284,3 +284,19 @@ def test_gradient_checkpointing_trains_every_prompt_form_the_same(random_tiny, t
             assert code == 0, err
             logs.append(torch.load(out / "haze.ckpt.pt", weights_only=True)["log"])
         assert logs[0] == pytest.approx(logs[1], rel=1e-5)
+
+
+def test_cpu_bf16_restores_within_a_level_of_fp32():
+    # sample.py's default on a CPU with AMX units: the shipped haze prompt, the output within a level
+    if not torch.cpu._is_amx_tile_supported():
+        assert not backbones.load("tiny-flux", device="cpu", cpu_bf16=True).cpu_bf16  # a no-op there
+        pytest.skip("this CPU has no AMX units: --cpu_bf16 leaves the restore in fp32")
+    x = media.read_image(os.path.join(os.path.dirname(__file__), "..", "examples", "haze.png"))[:, :128, :160]
+    outs = []
+    for fast in (False, True):
+        bb = backbones.load("tiny-flux", device="cpu", cpu_bf16=fast)
+        assert bb.cpu_bf16 == fast
+        prompts, br, t0, decode = sample.prepare(bb, ["haze"])
+        outs.append((sample.restore(bb, x, prompts, br, t0, decode, steps=4, progress=False) * 255).round())
+    diff = (outs[0] - outs[1]).abs()
+    assert 0 < diff.max() <= 2 and diff.mean() < 0.5, (diff.max(), diff.mean())
