@@ -91,25 +91,20 @@ class Backbone:
     cpu_bf16 = False  # load(cpu_bf16=True) on a CPU with bf16 matrix units: the calls below autocast to bf16
 
     def __init__(self, name, transformer, vae, context, device, dtype, kind):
-        """kind: the key of SETTINGS (and of extensions.PER_KIND) whose values this backbone takes.
-        A subclass sets its VAE's scales first: the VAE's tiling (where SETTINGS ask) needs them."""
+        """kind: the key of SETTINGS (and of extensions.PER_KIND) whose values this backbone takes;
+        a subclass then tiles its VAE where they ask (vae_tiling)."""
         self.name, self.transformer, self.vae, self.kind = name, transformer, vae, kind
         self.device, self.dtype = torch.device(device), dtype
         self.context = context.to(self.device, dtype)  # [1, L, text_dim], the null text
         for m in (transformer, vae):
             m.requires_grad_(False).eval()
         self.injector = prompt_lib.Injector(transformer)
+        self.prompt_shape = (self.context.shape[1], self.injector.dim, self.injector.num_gates)  # (K, D, gates)
         self.text = None  # (tokenizer, T5 encoder, length) kept only when asked for (notebooks, pre-training)
         self.clip = None  # FLUX's (CLIP tokenizer, CLIP text model), kept with the text encoder
         self.__dict__.update(SETTINGS[kind])
-        if self.vae_tiling:
-            self.tile_vae()
 
     # ----------------------------------------------------------------- prompts
-    @property
-    def prompt_shape(self):
-        return self.context.shape[1], self.injector.dim, self.injector.num_gates
-
     def new_prompt(self, **meta):
         return prompt_lib.Prompt(*self.prompt_shape, backbone=self.name, **meta).to(self.device)
 
@@ -176,13 +171,12 @@ class FluxBackbone(Backbone):
             vae.to(memory_format=torch.channels_last)
         super().__init__(name, transformer, vae, context, device, dtype, kind)
         self.pooled = pooled.to(self.device, dtype)
-
-    def tile_vae(self):
-        """diffusers' VAE tiling above its own tile (its config's sample_size, 1024 px for FLUX) or
-        vae_tile (the tiny VAE's sample_size is its 32 px training crop), tiles overlapping by a quarter."""
-        self.vae.enable_tiling()
-        if self.vae_tile:
-            self.vae.tile_sample_min_size, self.vae.tile_latent_min_size = self.vae_tile, self.vae_tile // self.vae_scale
+        # diffusers' VAE tiling above its own tile (its config's sample_size, 1024 px for FLUX) or
+        # vae_tile (the tiny VAE's sample_size is its 32 px training crop), tiles overlapping by a quarter
+        if self.vae_tiling:
+            vae.enable_tiling()
+            if self.vae_tile:
+                vae.tile_sample_min_size, vae.tile_latent_min_size = self.vae_tile, self.vae_tile // self.vae_scale
 
     # on the CPU the VAE's convolutions run channels-last: 1.4-1.7x faster, the same to ~1e-4
     def encode(self, pixels):
@@ -239,16 +233,15 @@ class WanBackbone(Backbone):
         super().__init__(name, transformer, vae, context, device, dtype, kind)
         self.mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
         self.std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1).to(self.device)
+        # diffusers' VAE tiling above the sampler's tile (its long side on both axes, so a portrait
+        # clip is no more tiled than a landscape one), tiles overlapping by 64 px
+        if self.vae_tiling:
+            side = self.vae_tile or (max(self.tile) if isinstance(self.tile, tuple) else self.tile)
+            vae.enable_tiling(tile_sample_min_height=side, tile_sample_min_width=side,
+                              tile_sample_stride_height=side - 64, tile_sample_stride_width=side - 64)
 
     def frames_ok(self, n):
         return n >= 1 and (n - 1) % self.temporal == 0
-
-    def tile_vae(self):
-        """diffusers' VAE tiling above the sampler's tile (its long side on both axes, so a
-        portrait clip is no more tiled than a landscape one), tiles overlapping by 64 px."""
-        side = self.vae_tile or (max(self.tile) if isinstance(self.tile, tuple) else self.tile)
-        self.vae.enable_tiling(tile_sample_min_height=side, tile_sample_min_width=side,
-                               tile_sample_stride_height=side - 64, tile_sample_stride_width=side - 64)
 
     def encode(self, pixels):
         with torch.autocast("cpu", torch.bfloat16, enabled=self.cpu_bf16):

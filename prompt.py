@@ -108,10 +108,6 @@ def load(path):
 
 # ---------------------------------------------------------------------------- injection
 
-def _bind(module, args, kwargs):
-    return inspect.signature(module.forward).bind(*args, **kwargs)
-
-
 class Injector:
     """Hooks on a transformer's attention; `active` says which prompts the next call uses.
 
@@ -153,7 +149,7 @@ class Injector:
         self._per_sample = None
         if not any(p is not None for p in self.active):
             return None
-        x = _bind(module, args, kwargs).arguments["hidden_states"]
+        x = inspect.signature(module.forward).bind(*args, **kwargs).arguments["hidden_states"]
         k = len(self.active)
         if x.shape[0] % k:
             raise ValueError(f"batch of {x.shape[0]} cannot be split among {k} prompts")
@@ -174,7 +170,7 @@ class Injector:
                 return None
             bank, gates = self._per_sample
             alpha = gates[:, l].reshape(-1, 1, 1)
-            b = _bind(module, args, kwargs)
+            b = inspect.signature(module.forward).bind(*args, **kwargs)
             h = b.arguments[arg]
             k = bank.shape[1]
             text = (h[:, :k].float() + alpha * bank).to(h.dtype)
@@ -188,7 +184,7 @@ class Injector:
                 return None
             bank, gates = self._per_sample
             alpha = gates[:, l].reshape(-1, 1, 1)
-            b = _bind(module, args, kwargs)
+            b = inspect.signature(module.forward).bind(*args, **kwargs)
             c = b.arguments["encoder_hidden_states"]
             b.arguments["encoder_hidden_states"] = (c.float() + bank).to(c.dtype)
             # module.forward (not module(...)) so this second attention call runs no hooks
