@@ -20,6 +20,7 @@ import os
 import torch
 from scipy import stats
 
+import baselines
 import extensions
 import metrics
 import prompt as prompt_lib
@@ -88,6 +89,25 @@ def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, bat
     os.makedirs(os.path.dirname(path), exist_ok=True)
     prompt_lib.save(p, path)
     return p
+
+
+def unet(bb, task, seed, steps=600, pool=256, batch=None, lr=1e-3, cache=CACHE):
+    """The supervised baseline for a seed: baselines.UNet trained by baselines.train_step on the very
+    pairs, batch and steps lab.trained gives the prompt of that seed (pixel MSE, AdamW). Kept under runs/lab/."""
+    path = os.path.join(cache, f"{bb.name}-{fingerprint(bb)}", f"unet-{task}-steps{steps}-pool{pool}-lr{lr:g}-seed{seed}.safetensors")
+    if os.path.isfile(path):
+        return baselines.load_unet(path)[0]
+    pair_list = pairs.make_pairs(bb.data, task, pool, bb.train_size, 1, torch.Generator().manual_seed(seed), bb.video)
+    xd, xc = torch.stack([d for d, _ in pair_list]), torch.stack([c for _, c in pair_list])
+    torch.manual_seed(seed)
+    net = baselines.UNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr)
+    gens = [torch.Generator().manual_seed(1_000 + seed)]
+    for _ in range(steps):
+        baselines.train_step(net, opt, xd, xc, gens, batch or bb.train_batch)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    baselines.save_unet(net, path, task=task, seed=seed, steps=steps)
+    return baselines.load_unet(path)[0]  # as kept (fp16 weights), so a rebuild scores the same net
 
 
 @torch.no_grad()
