@@ -391,8 +391,9 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     storage (low_memory()): the transformer's weights in fewer bits (store), and on a GPU the text
     encoders and the VAE kept on the CPU, each layer brought over when it runs (diffusers' offloading).
     cpu_bf16: on a CPU with bf16 matrix units (Intel AMX), the transformer's and the VAE's calls
-    autocast to bf16, as a GPU runs them (weights stay fp32): restores about 1.8x faster, with a
-    slightly different output (docs/RESULTS.md); no effect elsewhere. Training keeps fp32.
+    autocast to bf16, as a GPU runs them (the linear layers' weights kept in bf16, the rest fp32):
+    restores about 1.8x faster, within a grey level of fp32 (docs/RESULTS.md); no effect elsewhere.
+    Training keeps fp32.
     """
     from transformers import AutoTokenizer, CLIPTextModel, CLIPTokenizer, T5EncoderModel, UMT5EncoderModel
 
