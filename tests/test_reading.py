@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 TRACE = r"""
@@ -49,6 +51,7 @@ def traced(tmp_path, runs):
     return calls
 
 
+@pytest.mark.slow  # two traced restores: half a minute of the fast tier's five
 def test_a_restore_reads_in_few_functions_with_one_velocity_between_sampler_and_transformer(tmp_path):
     # today's counts; the aim is 50 and 45 (nanoGPT's sample path: about 15 functions in 2 files)
     runs = traced(tmp_path, [(), ("--paper",)])
