@@ -68,6 +68,12 @@ def fingerprint(bb):
     return hashlib.sha1(head.numpy().tobytes()).hexdigest()[:8]
 
 
+def training_pairs(bb, task, pool, seed):
+    """The `pool` training pairs of a seed: what lab.trained's prompt and lab.unet's U-Net both learn from."""
+    frames = bb.train_frames if bb.video else 1
+    return pairs.make_pairs(bb.data, task, pool, bb.train_size, frames, torch.Generator().manual_seed(seed), bb.video)
+
+
 def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, batch=None, lr=None, cache=CACHE):
     """A paper-form prompt (no extension) trained by train.py's step on `pool` training pairs drawn
     with `seed`, which also seeds the prompt's init and the training draws. Kept under runs/lab/."""
@@ -77,9 +83,7 @@ def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, bat
     path = os.path.join(cache, f"{bb.name}-{fingerprint(bb)}", name)
     if os.path.isfile(path):
         return bb.load_prompt(path)
-    frames = bb.train_frames if bb.video else 1
-    pair_list = pairs.make_pairs(bb.data, task, pool, bb.train_size, frames, torch.Generator().manual_seed(seed), bb.video)
-    zd, zc = train.encode_pairs(bb, pair_list, f"encode seed {seed}")
+    zd, zc = train.encode_pairs(bb, training_pairs(bb, task, pool, seed), f"encode seed {seed}")
     torch.manual_seed(seed)
     p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0)
     opt = torch.optim.AdamW(p.parameters(), lr=lr)
@@ -97,7 +101,7 @@ def unet(bb, task, seed, steps=600, pool=256, batch=None, lr=1e-3, cache=CACHE):
     path = os.path.join(cache, f"{bb.name}-{fingerprint(bb)}", f"unet-{task}-steps{steps}-pool{pool}-lr{lr:g}-seed{seed}.safetensors")
     if os.path.isfile(path):
         return baselines.load_unet(path)[0]
-    pair_list = pairs.make_pairs(bb.data, task, pool, bb.train_size, 1, torch.Generator().manual_seed(seed), bb.video)
+    pair_list = training_pairs(bb, task, pool, seed)
     xd, xc = torch.stack([d for d, _ in pair_list]), torch.stack([c for _, c in pair_list])
     torch.manual_seed(seed)
     net = baselines.UNet()
