@@ -112,13 +112,13 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
         # a photo or a GIF read whole; any other clip a window at a time, as sample.py does
         x, fps = media.read_video(file) if media.is_gif(file) else (None if clip else media.read_image(file), None)
         bb = get_backbone(clip)
-        prompts, bridge_, t0_, decode = sample.prepare(bb, task_names, bool(paper), t0=float(t0))
+        prompts, bridge_name, t0, decode = sample.prepare(bb, task_names, bool(paper), t0=float(t0))
         # a folder of its own per request: two people restoring "photo.png" never share a file
         out_dir = tempfile.mkdtemp(prefix="restored-", dir=gr.utils.get_upload_folder())
         stem = os.path.splitext(os.path.basename(file))[0]
         out = os.path.join(out_dir, stem + "_restored_" + "+".join(
             os.path.splitext(os.path.basename(n))[0] for n in task_names) + (".mp4" if clip else ".png"))
-        run = dict(prompts=prompts, bridge_name=bridge_, t0=t0_, decode=decode, desc=os.path.basename(file),
+        run = dict(prompts=prompts, bridge_name=bridge_name, t0=t0, decode=decode, desc=os.path.basename(file),
                    steps=int(steps), seed=int(seed))
         with LOCK:
             if x is None:
@@ -129,7 +129,7 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
             media.write_video(out, y, fps)
         elif x is not None:
             media.write_image(out, y)
-        gr.Info(f"{os.path.basename(file)}: {bridge_}, T0 {t0_:g}, {int(steps)} steps"
+        gr.Info(f"{os.path.basename(file)}: {bridge_name}, T0 {t0:g}, {int(steps)} steps"
                 + (", the paper's method" if paper else "")
                 + (f"; {extensions.UNCHANGED}" if x is not None and torch.equal(x, y) else "")
                 # what the reader left out (a TIFF's other pages, a truncated clip): the upload's name only
@@ -185,7 +185,8 @@ def main():
             get_backbone(True)
         choices = task_choices()
         if tasks:  # checked now rather than at the first press of Restore
-            sample.resolve_prompts(get_backbone(False), [n for _, n in choices])
+            for _, name in choices:  # one at a time: a mix of them all might not share a T0
+                sample.prepare(get_backbone(False), [name])
         demo = build(choices)
         _, url, _ = demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, pwa=False,
                                 mcp_server=False, quiet=True, prevent_thread_lock=True,

@@ -22,7 +22,7 @@ import torch
 import transformers
 from diffusers import AutoencoderKL, AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3DModel
 
-import prompt as prompt_lib
+import prompt
 
 # loading a few-MB model needs no progress bars (and an error stays the one line on stderr)
 diffusers.utils.logging.disable_progress_bar()
@@ -98,7 +98,7 @@ class Backbone:
         self.context = context.to(self.device, dtype)  # [1, L, text_dim], the null text
         for m in (transformer, vae):
             m.requires_grad_(False).eval()
-        self.injector = prompt_lib.Injector(transformer)
+        self.injector = prompt.Injector(transformer)
         self.prompt_shape = (self.context.shape[1], self.injector.dim, self.injector.num_gates)  # (K, D, gates)
         self.text = None  # (tokenizer, T5 encoder, length) kept only when asked for (notebooks, pre-training)
         self.clip = None  # FLUX's (CLIP tokenizer, CLIP text model), kept with the text encoder
@@ -106,11 +106,11 @@ class Backbone:
 
     # ----------------------------------------------------------------- prompts
     def new_prompt(self, **meta):
-        return prompt_lib.Prompt(*self.prompt_shape, backbone=self.name, **meta).to(self.device)
+        return prompt.Prompt(*self.prompt_shape, backbone=self.name, **meta).to(self.device)
 
     def load_prompt(self, path):
         """A prompt file (prompt.load) on this backbone's device; one of another shape refused, naming both."""
-        p = prompt_lib.load(path)
+        p = prompt.load(path)
         if p.shape != self.prompt_shape:
             k, d, g = self.prompt_shape
             raise ValueError(f"prompt '{p.meta.get('task', '?')}' was made for {p.describe()}, but this "

@@ -268,18 +268,16 @@ def backbone_settings(backbone="", video=False):
     return name, backbones.SETTINGS[key]
 
 
-def train_step(net, opt, xd, xc, gens, batch):
-    """One optimizer step on the pool: each micro-batch's generator draws `batch` of its pairs."""
-    def drawn():
-        for gm in gens:
-            idx = torch.randint(len(xd), (batch,), generator=gm)
-            yield xd[idx], xc[idx]
-    return step_on(net, opt, drawn())
+def cached(xd, xc, gens, batch):
+    """Micro-batches from a pool made once (--cache_pairs): each generator of gens draws `batch` pairs."""
+    for gm in gens:
+        idx = torch.randint(len(xd), (batch,), generator=gm)
+        yield xd[idx], xc[idx]
 
 
-def step_on(net, opt, micro):
-    """One optimizer step, train.step_on's shape: per micro-batch (degraded, clean) of `micro`,
-    frames as a batch, the pixel MSE, backward; gradients averaged, AdamW."""
+def train_step(net, opt, micro):
+    """One optimizer step, as train.train_step takes it: per micro-batch (degraded, clean) of
+    `micro`, frames as a batch, the pixel MSE, backward; gradients averaged, AdamW."""
     opt.zero_grad(set_to_none=True)
     total, n = 0.0, 0
     dev = next(net.parameters()).device
@@ -320,28 +318,30 @@ def restorers(bb, task, unet_file=""):
     return rows, about
 
 
-def main_choose(name, size_, frames_, vid):
-    out_ = out or os.path.join(PROMPTS, name, "baselines")
-    path = os.path.join(out_, "classical.json")
-    pair_list = pairs.make_pairs(data_source, task, choose_count, size_, frames_, torch.Generator().manual_seed(seed), vid,
+def main_choose(name, vid):
+    """--choose: the classical method's settings chosen on training pairs, kept in <out>/classical.json."""
+    folder = out or os.path.join(PROMPTS, name, "baselines")
+    path = os.path.join(folder, "classical.json")
+    pair_list = pairs.make_pairs(data_source, task, choose_count, size, frames, torch.Generator().manual_seed(seed), vid,
                                  None, any_label, data_root)
     before, ranked = choose_classical(task, pair_list)
     label = CLASSICAL[task][0]
-    print(f"{label} for {task} on {len(pair_list)} {data_source} pairs ({name}, {size_} px); "
+    print(f"{label} for {task} on {len(pair_list)} {data_source} pairs ({name}, {size} px); "
           f"degraded {before['psnr']:.2f} / {before['ssim']:.4f}")
     print(f"{'settings':<52} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
     for i, (s, m, sc) in enumerate(ranked):
         shown = ", ".join(f"{k}={v}" for k, v in s.items())
         print(f"{shown:<52} {m['psnr']:7.2f} {m['ssim']:7.4f} {sc:6.3f}" + ("  <- chosen" if i == 0 else ""))
-    os.makedirs(out_, exist_ok=True)
+    os.makedirs(folder, exist_ok=True)
     stored = json.load(open(path)) if os.path.isfile(path) else {}
     stored[task] = dict(method=label, settings=ranked[0][0], data=data_source, pairs=len(pair_list),
-                        size=size_, seed=seed, psnr=round(ranked[0][1]["psnr"], 4), ssim=round(ranked[0][1]["ssim"], 4))
+                        size=size, seed=seed, psnr=round(ranked[0][1]["psnr"], 4), ssim=round(ranked[0][1]["ssim"], 4))
     media.write_json(path, stored, indent=1, sort_keys=True)
     print(f"wrote {path}")
 
 
 def main():
+    global size, frames, batch, out  # the options "0: the backbone's", resolved once below
     degrade.known(task)
     if batch < 0 or accum < 1:
         fail(f"--batch={batch} must be at least 0 (0: the backbone's) and --accum={accum} at least 1")
@@ -353,30 +353,28 @@ def main():
         torch.set_num_threads(threads)
     name, st = backbone_settings(backbone, video)
     vid = st["train_frames"] > 1
-    size_ = size or st["train_size"]
-    frames_ = frames or st["train_frames"]
-    batch_ = batch or st["train_batch"]
+    size, frames, batch = size or st["train_size"], frames or st["train_frames"], batch or st["train_batch"]
     if choose:
-        return main_choose(name, size_, frames_, vid)
+        return main_choose(name, vid)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    out_ = out or os.path.join("runs", f"{name}-{task}-unet")
-    if os.path.exists(out_) and not os.path.isdir(out_):
-        fail(f"--out={out_} is a file; baselines.py writes a folder")
-    os.makedirs(out_, exist_ok=True)
-    ckpt_path = os.path.join(out_, f"{task}.ckpt.pt")
+    out = out or os.path.join("runs", f"{name}-{task}-unet")
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out={out} is a file; baselines.py writes a folder")
+    os.makedirs(out, exist_ok=True)
+    ckpt_path = os.path.join(out, f"{task}.ckpt.pt")
 
     # the data exactly as train.py takes it: streamed from --seed's stream, or its pool then validation
     t_start = time.time()
     if cache_pairs:
-        pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size_, frames_, torch.Generator().manual_seed(seed),
+        pair_list = pairs.make_pairs(data_source, task, pool + val_pairs, size, frames, torch.Generator().manual_seed(seed),
                                      vid, None, any_label, data_root)
         xd = torch.stack([d for d, _ in pair_list[:pool]])
         xc = torch.stack([c for _, c in pair_list[:pool]])
         val_list, desc = pair_list[pool:], f"{pool} training pairs"
     else:
         items, synthetic = pairs.items(data_source, task, any_label, data_root)
-        ds = dataset.Pairs(items, synthetic, task, size_, frames_, vid, seed)
-        val_list = dataset.val_pairs(items, synthetic, task, size_, frames_, vid, seed, val_pairs)
+        ds = dataset.Pairs(items, synthetic, task, size, frames, vid, seed)
+        val_list = dataset.val_pairs(items, synthetic, task, size, frames, vid, seed, val_pairs)
         desc = f"{len(items)} items streamed ({workers} workers)"
     vd = torch.stack([d for d, _ in val_list])
     vc = torch.stack([c for _, c in val_list])
@@ -406,27 +404,27 @@ def main():
     elif resume:
         print(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
     print(f"U-Net widths {'-'.join(map(str, net.widths))} on {dev}: {count(net):,} trainable numbers; lr {lr}, "
-          f"batch {batch_} x {accum} micro-batches" + (f" of {frames_} frames" if vid else ""))
-    meta = dict(task=task, backbone=name, data=data_source, seed=seed, size=size_, frames=frames_, lr=lr,
-                batch=batch_, accum=accum, cache_pairs=cache_pairs, pool=pool)
+          f"batch {batch} x {accum} micro-batches" + (f" of {frames} frames" if vid else ""))
+    meta = dict(task=task, backbone=name, data=data_source, seed=seed, size=size, frames=frames, lr=lr,
+                batch=batch, accum=accum, cache_pairs=cache_pairs, pool=pool)
 
     def save(step):
         state = dict(net=net.state_dict(), optimizer=opt.state_dict(), rng=[g.get_state() for g in gens],
                      step=step, log=log, config=dict(meta, widths=list(net.widths)))
         media.atomic(ckpt_path, lambda tmp: torch.save(state, tmp),
                      lambda tmp: torch.load(tmp, map_location="cpu", weights_only=True))
-        save_unet(net, os.path.join(out_, f"{task}.safetensors"), steps=step, **meta)
+        save_unet(net, os.path.join(out, f"{task}.safetensors"), steps=step, **meta)
 
     t_train = time.time()
     if not cache_pairs:  # train.py's stream for one process: micro-batches 0..accum-1 of every step from `start`
-        stream = dataset.batches(ds, dataset.Steps(start, steps, range(accum), accum, batch_), batch_, workers)
+        stream = dataset.batches(ds, dataset.Steps(start, steps, range(accum), accum, batch), batch, workers)
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"U-Net {task}", mininterval=2)
     for step in bar:
         net.train()
         if cache_pairs:
-            log.append(train_step(net, opt, xd, xc, gens, batch_))
+            log.append(train_step(net, opt, cached(xd, xc, gens, batch)))
         else:
-            log.append(step_on(net, opt, ((d.float() / 255, c.float() / 255) for d, c in (next(stream) for _ in gens))))
+            log.append(train_step(net, opt, ((d.float() / 255, c.float() / 255) for d, c in (next(stream) for _ in gens))))
         bar.set_postfix(loss=f"{sum(log[-50:]) / len(log[-50:]):.4f}")
         if (step + 1) % val_every == 0 or step + 1 == steps:
             net.eval()
@@ -438,12 +436,12 @@ def main():
                        f"(degraded {base:.2f} dB), {time.time() - t_train:.0f} s")
             show = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731
             sheet = torch.cat([torch.cat([show(d), show(r), show(c)], 2) for d, r, c in list(zip(vd, rec, vc))[:4]], 1)
-            media.write_image(os.path.join(out_, f"{task}_val.png"), sheet)
+            media.write_image(os.path.join(out, f"{task}_val.png"), sheet)
             save(step + 1)
     if start >= steps:
         print(f"nothing to do: the checkpoint is already at step {start} of {steps}")
-    print(f"U-Net written to {os.path.join(out_, task + '.safetensors')} ({time.time() - t_train:.0f} s of training); "
-          f"score it: python eval.py --task={task} --baselines --unet={os.path.join(out_, task + '.safetensors')}")
+    print(f"U-Net written to {os.path.join(out, task + '.safetensors')} ({time.time() - t_train:.0f} s of training); "
+          f"score it: python eval.py --task={task} --baselines --unet={os.path.join(out, task + '.safetensors')}")
 
 
 if __name__ == "__main__":

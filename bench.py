@@ -100,7 +100,7 @@ def main():
     with torch.no_grad():
         fwd_nograd = timed(lambda: bb.velocity(x, s, [p]), repeats)
     opt = torch.optim.AdamW(p.parameters(), lr=5e-4)
-    step = timed(lambda: train.train_step(bb, p, opt, zd, zc, [g], "ebr", bb.t0, batch), repeats)
+    step = timed(lambda: train.train_step(bb, p, opt, train.cached(zd, zc, [g], batch, bb.device), [g], "ebr", bb.t0), repeats)
     rows.append(("train step / forward (no grad)", step, fwd_nograd, step / fwd_nograd, "<= 2.5"))
     bb = backbones.load(backbone or None, device="cpu", cpu_bf16=True)  # restores as sample.py runs them
 
@@ -233,7 +233,7 @@ def main_arch():
         for ckpt in (False, True):
             if ckpt:
                 bb.transformer.enable_gradient_checkpointing()
-            step, peak = measured(lambda: train.train_step(bb, pt, opt, z, z, [g], "ebr", bb.t0, b, kernels), repeats, dev)
+            step, peak = measured(lambda: train.train_step(bb, pt, opt, train.cached(z, z, [g], b, bb.device), [g], "ebr", bb.t0, kernels), repeats, dev)
             bb.transformer.disable_gradient_checkpointing()
             row(f"train step / forward, {desc}{', grad ckpt' if ckpt else ''}", step, fwd, peak,
                 "" if ckpt else "<= 2.5")
@@ -389,7 +389,7 @@ def measure_row(kind, job, storage, ckpt, b, size, dev, n, steps, bbs, g):
     if job == "train":
         px = torch.randint(0, 256, (b, 3, f, h, w) if bb.video else (b, 3, h, w), dtype=torch.uint8, generator=g)
         opt, kernels = torch.optim.AdamW(p.parameters(), lr=1e-4), train.attention_kernels(dev)
-        step = lambda: train.step_on(bb, p, opt, [train.encode_batch(bb, px, px)], [g], "ebr", bb.t0, kernels)  # noqa: E731
+        step = lambda: train.train_step(bb, p, opt, [train.encode_batch(bb, px, px)], [g], "ebr", bb.t0, kernels)  # noqa: E731
         z = train.encode_batch(bb, px, px)[0]
         with torch.no_grad(), sdpa_kernel(kernels) if kernels else contextlib.nullcontext():
             fwd = timed(lambda: bb.velocity(z, torch.full((b,), 0.3, device=dev), [p]), n, dev)
@@ -543,7 +543,7 @@ def main_low_memory(dev):
                 pt = bb.new_prompt(task="t")
                 opt = torch.optim.AdamW(pt.parameters(), lr=1e-4)
                 kernels = train.attention_kernels(dev)
-                fn = lambda: train.train_step(bb, pt, opt, z, z, [g], "ebr", bb.t0, 1, kernels)  # noqa: E731
+                fn = lambda: train.train_step(bb, pt, opt, train.cached(z, z, [g], 1, bb.device), [g], "ebr", bb.t0, kernels)  # noqa: E731
             else:
                 x = torch.rand((3, fr, h, w) if bb.video else (3, h, w), generator=g)
                 p = bb.new_prompt(task="r")

@@ -18,8 +18,8 @@ from tqdm import tqdm
 import backbones
 import extensions
 import metrics
-import prompt as prompt_lib
 import sample
+from prompt import save as save_prompt  # by this name: the option --prompt takes `prompt`
 from data import pairs
 from plumbing.cli import fail, parse
 
@@ -76,6 +76,7 @@ def choose(bb, p, pair_list, before, cands, seed_):
 
 
 def main():
+    global size, frames  # the options "0: the backbone's", resolved once below
     if not prompt or not prompt.endswith(".safetensors"):
         fail("--prompt: give the .safetensors prompt file to choose for (the choice is written into it)")
     if data_source == "heldout":
@@ -85,23 +86,22 @@ def main():
     bb = backbones.load(backbone or None, video=video, device=device or None)
     p = bb.load_prompt(prompt)
     print(f"{extensions.in_effect([extensions.coarse_of(p)])}; choosing its decode, an extension (--paper ignores it)")
-    size_ = size or bb.train_size
-    frames_ = frames or (bb.train_frames if bb.video else 1)
-    pair_list = pairs.make_pairs(data_source, task, count, size_, frames_, torch.Generator().manual_seed(seed + 7),
+    size, frames = size or bb.train_size, frames or (bb.train_frames if bb.video else 1)
+    pair_list = pairs.make_pairs(data_source, task, count, size, frames, torch.Generator().manual_seed(seed + 7),
                                  bb.video, any_label=any_label, data_root=data_root)
     pair_list, before = metrics.restorable(pair_list)
     if not pair_list:
         fail("every pair's degraded input equals its clean image: nothing to choose on")
     best, results, scores, ref = choose(bb, p, pair_list, before, cands, seed)
     print(f"\ndecode of {prompt} on {len(pair_list)} {data_source} pairs ({bb.name}):")
-    print(f"{'keep_detail':<12} {'above':>6} {'floor':>6} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
-    print(f"{'(degraded)':<12} {'':>6} {'':>6} {ref['psnr']:7.2f} {ref['ssim']:7.4f}")
+    print(f"{'keep_detail':<12} {'decoded_above':>13} {'min_change':>10} {'PSNR':>7} {'SSIM':>7} {'score':>6}")
+    print(f"{'(degraded)':<12} {'':>13} {'':>10} {ref['psnr']:7.2f} {ref['ssim']:7.4f}")
     for c in cands:
         r = results[c]
-        print(f"{c[0]:<12g} {c[1]:>6g} {c[2]:>6g} {r['psnr']:7.2f} {r['ssim']:7.4f} {scores[c]:6.3f}"
+        print(f"{c[0]:<12g} {c[1]:>13g} {c[2]:>10g} {r['psnr']:7.2f} {r['ssim']:7.4f} {scores[c]:6.3f}"
               + ("  <- chosen" if c == best else ""))
     p.meta.update({k: f"{v:g}" for k, v in zip(extensions.DECODE_KEYS, best)})
-    prompt_lib.save(p.cpu(), prompt)
+    save_prompt(p.cpu(), prompt)
     print(f"wrote keep_detail={best[0]:g} decoded_above={best[1]:g} min_change={best[2]:g} into {prompt}")
 
 

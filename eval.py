@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 import backbones
-import baselines as baselines_lib
 import extensions
 import metrics
 import sample
+from baselines import restorers
 from data import media, pairs
 from plumbing import lowbits
 from plumbing.cli import fail, parse
@@ -59,6 +59,7 @@ ALIASES = {"data": "data_source"}
 # ------------------------------------------------------------------------------ the loop
 
 def main():
+    global size, frames, out  # the options "0: the backbone's", resolved once below
     if paper and max(keep_detail, decoded_above, min_change) >= 0:
         fail("--keep_detail, --decoded_above and --min_change are extensions; --paper decodes the latent as it is")
     if vae_only and baselines:
@@ -67,17 +68,16 @@ def main():
         fail("--unet is the U-Net row of --baselines; add --baselines")
     bb = backbones.load(backbone or None, video=video, device=device or None, vae_dtype=vae_dtype or None,
                         storage=lowbits.low_memory(low_memory))
-    size_ = size or bb.train_size
-    frames_ = frames or (bb.train_frames if bb.video else 1)
-    data_ = data_source or bb.heldout  # the held-out photos; tiny-shapes: its world's test split
+    size, frames = size or bb.train_size, frames or (bb.train_frames if bb.video else 1)
+    source = data_source or bb.heldout  # the held-out photos; tiny-shapes: its world's test split
     names = [p.strip() for p in (prompts or task).split(",") if p.strip()]
     ps = [] if vae_only else [sample.prepare(bb, [n], paper, "", 0.0, keep_detail, decoded_above, min_change)
                               for n in names]  # each prompt alone: (prompts, bridge, T0, decode)
     for name, (p, _, _, decode) in zip(names, ps):
         print(f"{name}: {extensions.in_effect([extensions.coarse_of(q) for q in p], decode)}")
-    extra, about = baselines_lib.restorers(bb, task, unet) if baselines else ([], {})
-    n = count or (0 if data_ in ("heldout", "shapes-test", "shapes-val") else 16)
-    pair_list = pairs.make_pairs(data_, task, n, size_, frames_, torch.Generator().manual_seed(seed + 7), bb.video,
+    extra, about = restorers(bb, task, unet) if baselines else ([], {})
+    n = count or (0 if source in ("heldout", "shapes-test", "shapes-val") else 16)
+    pair_list = pairs.make_pairs(source, task, n, size, frames, torch.Generator().manual_seed(seed + 7), bb.video,
                                  any_label=any_label, data_root=data_root)
     kept, before = metrics.restorable(pair_list)
     if len(kept) < len(pair_list):
@@ -85,25 +85,25 @@ def main():
     if not kept:
         fail("every pair's degraded input equals its clean image: nothing to evaluate")
     pair_list = kept
-    out_ = out or os.path.join("runs", f"eval-{bb.name}-{task}" + ("-paper" if paper else ""))
-    os.makedirs(out_, exist_ok=True)
+    out = out or os.path.join("runs", f"eval-{bb.name}-{task}" + ("-paper" if paper else ""))
+    os.makedirs(out, exist_ok=True)
     # label -> (restore(i, deg, clean) -> pred, learned numbers (None: not a restoration), decode or
     # None); the VAE round trip of clean is the ceiling in latent space
     methods = {"degraded": (lambda i, d, c: d, 0, None),
                "VAE round trip of clean": (lambda i, d, c: sample.from_latents(bb, sample.to_latents(bb, c), c), None, None)}
 
-    def sampler(p, br, t0_, decode):
-        return lambda i, d, c: sample.restore(bb, d, p, br, t0_, decode, desc=f"{i}", seed=seed)
+    def sampler(p, br, t0, decode):
+        return lambda i, d, c: sample.restore(bb, d, p, br, t0, decode, desc=f"{i}", seed=seed)
 
     if bare and not vae_only:  # the bare backbone from the same start as this backbone's new prompts
         t0_bare = bb.t0 if paper else extensions.defaults(bb.kind).get("t0", bb.t0)
         decode_bare = extensions.PAPER_DECODE if paper else extensions.decode_settings(bb.kind, [])
         methods["bare backbone"] = (sampler([None], "ebr", t0_bare, decode_bare), 0, decode_bare)
     labels = [f"prompt {br}" for _, br, _, _ in ps]
-    for name, (p, br, t0_, decode), label in zip(names, ps, labels):
+    for name, (p, br, t0, decode), label in zip(names, ps, labels):
         if labels.count(label) > 1:  # same bridge twice: tell them apart by file
             label += f" ({name})"
-        methods[label] = (sampler(p, br, t0_, decode), sum(baselines_lib.count(q) for q in p), decode)
+        methods[label] = (sampler(p, br, t0, decode), sum(w.numel() for q in p for w in q.parameters()), decode)
     for label, fn, learned in extra:
         methods[label] = (lambda i, d, c, fn=fn: fn(d), learned, None)
     rows = []
@@ -116,27 +116,27 @@ def main():
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
             row = torch.cat(preds + [clean], -1)
-            media.write_image(os.path.join(out_, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
+            media.write_image(os.path.join(out, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
     keys = ["psnr", "ssim", "psnr_y", "ssim_y", "psnr_paper", "ssim_paper"]
     summary = {}
     for label in methods:
         sel = [r for r in rows if r["method"] == label]
         summary[label] = {k: sum(r[k] for r in sel) / len(sel) for k in keys}
     learned = {label: n for label, (_, n, _) in methods.items()}
-    csv_path, json_path = os.path.join(out_, "per_image.csv"), os.path.join(out_, "summary.json")
+    csv_path, json_path = os.path.join(out, "per_image.csv"), os.path.join(out, "summary.json")
     with open(csv_path, "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=["index", "method"] + keys)
         wr.writeheader()
         wr.writerows(rows)
     decodes = {label: d for label, (_, _, d) in methods.items() if d is not None}
-    json.dump(dict(task=task, backbone=bb.name, data=data_, pairs=len(pair_list), size=size_, seed=seed,
+    json.dump(dict(task=task, backbone=bb.name, data=source, pairs=len(pair_list), size=size, seed=seed,
                    paper=paper, decode=decodes, learned=learned, baselines=about, summary=summary,
                    metrics=dict(ours="uint8-quantized; SSIM 11x11 Gaussian window (sigma 1.5); _y on MATLAB's luma",
                                 paper="float RGB in [0, 1], data_range 1; SSIM scikit-image's default 7x7 uniform window")),
               open(json_path, "w"), indent=1)
     how = "the paper's method" if paper else "with extensions"
     width = max(24, *(len(label) for label in methods))
-    print(f"\n{task} on {len(pair_list)} {data_} pairs ({bb.name}, {size_} px, {how}); "
+    print(f"\n{task} on {len(pair_list)} {source} pairs ({bb.name}, {size} px, {how}); "
           f"ours: uint8-quantized, 11x11 Gaussian SSIM; paper's: float, 7x7 uniform SSIM (scikit-image):")
     head = ("method", "PSNR", "SSIM", "PSNR-Y", "SSIM-Y", "paper's PSNR", "SSIM")
     print("{:<{w}} {:>7} {:>7} {:>7} {:>7} | {:>13} {:>7} | learned".format(*head, w=width))
@@ -151,7 +151,7 @@ def main():
         u = about["unet"]
         print(f"supervised U-Net: {u['file']} (widths {u['widths']}, {u['steps']} steps on {u['data']}, seed {u['seed']})")
     print(f"wrote {csv_path} and {json_path}" + (f"; pictures ({', '.join(methods)}, clean): "
-          f"{out_}/pair_0..{min(pictures, len(pair_list)) - 1}.png" if pictures else ""))
+          f"{out}/pair_0..{min(pictures, len(pair_list)) - 1}.png" if pictures else ""))
     return summary
 
 

@@ -34,10 +34,7 @@ class Prompt(nn.Module):
         self.bank = nn.Parameter(torch.randn(1, tokens, dim) * 0.02)
         self.gates = nn.Parameter(torch.zeros(gates))
         self.meta = {k: str(v) for k, v in meta.items()}  # backbone, task, bridge, t0, ...
-
-    @property
-    def shape(self):
-        return tuple(self.bank.shape[1:]) + (self.gates.numel(),)
+        self.shape = (tokens, dim, gates)  # (K, D, gates): what a backbone's prompt_shape must equal
 
     def describe(self):
         k, d, g = self.shape
@@ -48,7 +45,7 @@ class Prompt(nn.Module):
 
 def save(prompt, path):
     """safetensors with the settings in its metadata, written atomically."""
-    k, d, g = prompt.shape
+    (_, k, d), g = prompt.bank.shape, prompt.gates.numel()
     meta = dict(prompt.meta, format="residual-prompt", tokens=str(k), dim=str(d), gates=str(g))
 
     def write(tmp):

@@ -68,9 +68,12 @@ def prompt_path(bb, name, paper=False, prompts_dir=PROMPTS):
     return own if paper and os.path.isfile(own) else os.path.join(folder, f"{name}.safetensors")
 
 
-def resolve_prompts(bb, names, paper=False, prompts_dir=PROMPTS):
-    """Task names or files -> checked prompts (with paper, in the paper's form only)."""
-    out_ = []
+def prepare(bb, names, paper=False, bridge_name="", t0=0.0, keep_detail=-1.0, decoded_above=-1.0,
+            min_change=-1.0, prompts_dir=PROMPTS):
+    """Task names or files -> (prompts, bridge, T0, decode): what restore() takes besides the input.
+    Each prompt is checked as it loads (with paper: the paper's form only). A mix is one sampler
+    run: its prompts share a bridge and a T0 unless they are passed."""
+    prompts = []
     for name in names:
         path = prompt_path(bb, name, paper, prompts_dir)
         if not os.path.isfile(path):
@@ -84,15 +87,7 @@ def resolve_prompts(bb, names, paper=False, prompts_dir=PROMPTS):
         if paper and extensions.coarse_of(p)[0]:
             raise media.InputError(f"{path} is a coarse prompt (extensions.py), not the paper's form: "
                                    f"drop --paper, or give a prompt trained with train.py --paper")
-        out_.append(p)
-    return out_
-
-
-def prepare(bb, names, paper=False, bridge_name="", t0=0.0, keep_detail=-1.0, decoded_above=-1.0,
-            min_change=-1.0, prompts_dir=PROMPTS):
-    """Task names or files -> (prompts, bridge, T0, decode): what restore() takes besides the input.
-    A mix is one sampler run: its prompts share a bridge and a T0 unless they are passed."""
-    prompts = resolve_prompts(bb, names, paper, prompts_dir)
+        prompts.append(p)
     bridges = {bridge_name or p.meta.get("bridge", "ebr") for p in prompts}
     if len(bridges) > 1:
         raise media.InputError(f"the prompts were trained on different bridges ({', '.join(sorted(bridges))}); pass --bridge")
@@ -219,8 +214,9 @@ def restore(bb, x, prompts, bridge_name, t0, decode=extensions.PAPER_DECODE, win
     if not (bb.video and x.ndim == 4 and x.shape[1] > size):
         y = to_latents(bb, x)
         out = from_latents(bb, sample_latents(bb, y, prompts, bridge_name, t0, window=window, desc=desc, **sampler), x)
-        # extension: the input's own detail kept (extensions.py); keep_detail 0: the paper's decoded latent
-        return extensions.apply_decode(x, out, from_latents(bb, y, x) if decode[0] else None, *decode)
+        if not decode[0]:  # the paper: the decoded latent as it is
+            return out
+        return extensions.apply_decode(x, out, from_latents(bb, y, x), *decode)  # extension: the input's detail kept
     origins = tiles.frame_windows(x.shape[1], size)
     r = tiles.ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
     acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)
@@ -344,6 +340,7 @@ def plan_outputs(paths, suffix, video=False, out=""):
 
 
 def main(paths):
+    global bridge_name, t0  # the options "'': the prompts' own", resolved by prepare()
     if not paths:
         fail("no input given: python sample.py IMAGE|VIDEO|FOLDER --tasks=haze")
     if not tasks:
@@ -362,7 +359,7 @@ def main(paths):
     for s, kind, _ in plan:  # from the headers, before anything loads
         media.check_size(media.list_images(s)[0] if kind == "frames" else s, max_pixels, max_gif_pixels)
     is_video = any(kind != "image" for _, kind, _ in plan)
-    plan = plan[ddp.rank()::ddp.world()]  # torchrun: each process takes every world()-th input
+    plan = plan[ddp.RANK::ddp.WORLD]  # torchrun: each process takes every WORLD-th input
     if not plan:
         return
     if threads:
@@ -373,14 +370,14 @@ def main(paths):
         fail(f"--window={window}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
     if tile and (tile % bb.multiple or tile < bb.multiple):
         fail(f"--tile={tile}: {bb.name} needs a multiple of {bb.multiple} px")
-    prompts, bridge_, t0_, decode = prepare(bb, names, paper, bridge_name, t0, keep_detail, decoded_above, min_change)
-    how = f"{bridge_}, T0 {t0_:g}, {steps} steps" + (", the paper's method" if paper else "")
-    if ddp.rank() == 0:
+    prompts, bridge_name, t0, decode = prepare(bb, names, paper, bridge_name, t0, keep_detail, decoded_above, min_change)
+    how = f"{bridge_name}, T0 {t0:g}, {steps} steps" + (", the paper's method" if paper else "")
+    if ddp.RANK == 0:
         print(extensions.in_effect([extensions.coarse_of(p) for p in prompts], decode), flush=True)
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
         gif = kind == "video" and media.is_gif(s)  # read whole (up to --max_gif_pixels)
         x, rate = (media.read_image(s), None) if kind == "image" else media.read_video(s) if gif else (None, None)
-        run = dict(prompts=prompts, bridge_name=bridge_, t0=t0_, decode=decode, window=window,
+        run = dict(prompts=prompts, bridge_name=bridge_name, t0=t0, decode=decode, window=window,
                    desc=os.path.basename(os.path.normpath(s)), steps=steps, seed=seed, tile=tile, chunk=chunk,
                    progress=progress)
         os.makedirs(os.path.dirname(o) or ".", exist_ok=True)
@@ -394,7 +391,7 @@ def main(paths):
             else:
                 media.write_image(o, y)
             same = f"; {extensions.UNCHANGED}" if torch.equal(x, y) else ""
-        who = f"[rank {ddp.rank()}] " if ddp.world() > 1 else ""
+        who = f"[rank {ddp.RANK}] " if ddp.WORLD > 1 else ""
         # one write per line, newline included: ranks share stdout
         sys.stdout.write(f"{who}{s} -> {o} ({how}{same})\n")
         sys.stdout.flush()

@@ -30,7 +30,7 @@ import backbones
 import bridge
 import extensions
 import metrics
-import prompt as prompt_lib
+import prompt
 from data import dataset, degrade, media, pairs, photos
 from plumbing import ddp, lowbits
 from plumbing.cli import fail, parse
@@ -87,20 +87,20 @@ def attention_kernels(dev, attention="auto"):
     return [KERNELS[n] for n in names]
 
 
-def train_step(bb, p, opt, zd, zc, gens, bridge_name, t0, batch, kernels=None):
-    """One optimizer step on the cached latents: each micro-batch's generator draws `batch` of them."""
-    def drawn():
-        for gm in gens:
-            idx = torch.randint(len(zd), (batch,), generator=gm)
-            yield zd[idx].to(bb.device), zc[idx].to(bb.device)
-    return step_on(bb, p, opt, drawn(), gens, bridge_name, t0, kernels)
+def cached(zd, zc, gens, batch, device):
+    """Micro-batches from latents encoded once (--cache_latents): each generator of gens draws
+    `batch` of them, when train_step takes its micro-batch."""
+    for gm in gens:
+        idx = torch.randint(len(zd), (batch,), generator=gm)
+        yield zd[idx].to(device), zc[idx].to(device)
 
 
-def step_on(bb, p, opt, micro, gens, bridge_name, t0, kernels=None):
-    """One optimizer step. For each micro-batch (z_deg, z_clean) of `micro` (taken one at a time)
-    and its generator in gens: t and eps, the construction's state, the prompt's clean estimate,
-    ||x0_hat - z_clean||^2, backward; then the gradients summed over micro-batches and ranks,
-    divided by their number, and AdamW. kernels: attention_kernels(). Returns the mean loss."""
+def train_step(bb, p, opt, micro, gens, bridge_name, t0, kernels=None):
+    """One optimizer step. For each micro-batch (z_deg, z_clean) of `micro` (taken one at a time:
+    streamed ones are encoded when their turn comes) and its generator in gens: t and eps, the
+    construction's state, the prompt's clean estimate, ||x0_hat - z_clean||^2, backward; then the
+    gradients summed over micro-batches and ranks, divided by their number, and AdamW.
+    kernels: attention_kernels(). Returns the mean loss."""
     opt.zero_grad(set_to_none=True)
     total = None
     with sdpa_kernel(kernels) if kernels else contextlib.nullcontext():  # backward too
@@ -127,7 +127,7 @@ def encode_pairs(bb, pairs, desc, kept=None):
     backbone's device, computed once. Each pair's pixels are dropped once encoded, or appended to
     the list `kept` as uint8 (a quarter of float32's bytes: Wan's 8 validation clips take 0.4 GB)."""
     zd, zc = [], []
-    for deg, clean in tqdm(pairs, desc=desc, leave=False, mininterval=2, disable=ddp.rank() > 0):
+    for deg, clean in tqdm(pairs, desc=desc, leave=False, mininterval=2, disable=ddp.RANK > 0):
         zd.append(bb.encode(deg[None] * 2 - 1)[0])
         zc.append(bb.encode(clean[None] * 2 - 1)[0])
         if kept is not None:
@@ -148,7 +148,7 @@ def generate_clean(bb, captions, n, size, frames, seed, folder):
     backbone loaded with its text encoder. Returns the n paths."""
     os.makedirs(folder, exist_ok=True)
     paths = []
-    for i in tqdm(range(n), desc="generate clean data", leave=False, disable=ddp.rank() > 0):
+    for i in tqdm(range(n), desc="generate clean data", leave=False, disable=ddp.RANK > 0):
         caption = captions[i % len(captions)]
         key = zlib.crc32(f"{caption}|{size}|{frames if bb.video else 1}|{seed + i}".encode())
         paths.append(os.path.join(folder, f"{i:04d}-{key:08x}" + (".mp4" if bb.video else ".png")))
@@ -221,6 +221,7 @@ def unlock():
 
 
 def main():
+    global size, frames, lr, batch, coarse, gain, t0, out  # the options "0: the backbone's", resolved once below
     degrade.known(task)  # before anything is loaded or written
     bridge.known(bridge_name)
     attention_kernels("cuda", attention)  # a bad --attention fails here, not after loading
@@ -242,33 +243,31 @@ def main():
         torch.set_num_threads(threads)
     dev = ddp.device(device)
     ddp.init(dev)  # torchrun: join the other ranks
-    lead = ddp.rank() == 0  # rank 0 prints, validates and writes
+    lead = ddp.RANK == 0  # rank 0 prints, validates and writes
     say = print if lead else (lambda *a, **k: None)
     bb = backbones.load(backbone or None, video=video, device=dev, vae_dtype=vae_dtype or None,
                         keep_text_encoder=data_source == "generate",
                         storage=lowbits.low_memory(low_memory, training=True))
-    data_ = data_source or bb.data  # photos; tiny-shapes: its own world
+    source = data_source or bb.data  # photos; tiny-shapes: its own world
     ext = {} if paper else extensions.defaults(bb.kind)  # extension: this backbone kind's defaults
-    size_ = size or bb.train_size
-    frames_ = frames or (bb.train_frames if bb.video else 1)
-    lr_ = lr or bb.train_lr
-    batch_ = batch or bb.train_batch
-    coarse_ = ext.get("coarse", 0.0) if coarse < 0 else coarse
-    gain_ = gain or ext.get("gain", 1.0)
-    t0_ = t0 or (ext.get("t0", bb.t0) if coarse_ else bb.t0)
-    if bb.video and not bb.frames_ok(frames_):
-        fail(f"--frames={frames_}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
-    if size_ % bb.multiple:
-        fail(f"--size={size_} must be a multiple of {bb.multiple} for {bb.name}")
-    out_ = out or os.path.join("runs", f"{bb.name}-{task}-{bridge_name}" + ("-paper" if paper else ""))
-    if os.path.exists(out_) and not os.path.isdir(out_):
-        fail(f"--out={out_} is a file; train.py writes a folder")
+    size, lr, batch = size or bb.train_size, lr or bb.train_lr, batch or bb.train_batch
+    frames = frames or (bb.train_frames if bb.video else 1)
+    coarse = ext.get("coarse", 0.0) if coarse < 0 else coarse
+    gain = gain or ext.get("gain", 1.0)
+    t0 = t0 or (ext.get("t0", bb.t0) if coarse else bb.t0)
+    if bb.video and not bb.frames_ok(frames):
+        fail(f"--frames={frames}: {bb.name} needs a frame count of the form {bb.temporal}k+1")
+    if size % bb.multiple:
+        fail(f"--size={size} must be a multiple of {bb.multiple} for {bb.name}")
+    out = out or os.path.join("runs", f"{bb.name}-{task}-{bridge_name}" + ("-paper" if paper else ""))
+    if os.path.exists(out) and not os.path.isdir(out):
+        fail(f"--out={out} is a file; train.py writes a folder")
     if lead:
-        os.makedirs(out_, exist_ok=True)
-        lock(out_)  # also finds an unwritable --out before any work
-    ckpt_path = os.path.join(out_, f"{task}.ckpt.pt")
-    settings = dict(task=task, bridge=bridge_name, t0=t0_, backbone=bb.name, seed=seed, data=data_source,
-                    size=size_, frames=frames_, batch=batch_, lr=lr_, coarse=coarse_, gain=gain_)
+        os.makedirs(out, exist_ok=True)
+        lock(out)  # also finds an unwritable --out before any work
+    ckpt_path = os.path.join(out, f"{task}.ckpt.pt")
+    settings = dict(task=task, bridge=bridge_name, t0=t0, backbone=bb.name, seed=seed, data=data_source,
+                    size=size, frames=frames, batch=batch, lr=lr, coarse=coarse, gain=gain)
     ck = load_checkpoint(ckpt_path) if resume and os.path.isfile(ckpt_path) else None  # checked before any work
     changed = differences(ck["config"], settings) if ck else []
     if changed and not force:
@@ -282,46 +281,46 @@ def main():
     # with --cache_latents a pool made and encoded once
     g_data = torch.Generator().manual_seed(seed)
     clean = None
-    if data_ == "generate":  # files, which streaming and --cache_latents read as a folder's
+    if source == "generate":  # files, which streaming and --cache_latents read as a folder's
         caps = ([c.strip() for c in open(captions) if c.strip()] if captions
                 else list(dict.fromkeys(photos.TRAIN_PHOTOS.values())))
-        clean = generate_clean(bb, caps, generate_count, size_, frames_, seed, os.path.join(out_, "generated"))
+        clean = generate_clean(bb, caps, generate_count, size, frames, seed, os.path.join(out, "generated"))
         bb.text = bb.clip = None  # the text encoders' memory back
     if cache_latents:  # the pool made and encoded pair by pair: latents kept, pixels dropped
-        made = pairs.iter_pairs(data_, task, pool + val_pairs, size_, frames_, g_data, bb.video, clean,
+        made = pairs.iter_pairs(source, task, pool + val_pairs, size, frames, g_data, bb.video, clean,
                                 any_label, data_root)
         zd, zc = encode_pairs(bb, itertools.islice(made, pool), f"encode {pool} pairs")
         val_list, train_desc = made, f"{pool} training pairs, encoded once,"
     else:
-        items, synthetic = pairs.items(data_, task, any_label, data_root, clean)
-        ds = dataset.Pairs(items, synthetic, task, size_, frames_, bb.video, seed)
-        val_list = dataset.val_pairs(items, synthetic, task, size_, frames_, bb.video, seed, val_pairs)
+        items, synthetic = pairs.items(source, task, any_label, data_root, clean)
+        ds = dataset.Pairs(items, synthetic, task, size, frames, bb.video, seed)
+        val_list = dataset.val_pairs(items, synthetic, task, size, frames, bb.video, seed, val_pairs)
         train_desc = (f"{len(items)} {'clean' if synthetic else 'paired'} items streamed "
                       f"({workers} workers; a fresh crop{' and degradation' if synthetic else ''} every draw)")
     kept = []
     vd, _ = encode_pairs(bb, val_list, "encode val pairs", kept)
     val_clean = torch.stack([c for _, c in kept]).float() / 255
     val_deg = torch.stack([d for d, _ in kept]).float() / 255
-    say(f"data: {data_} / {task}: {train_desc} and {len(vd)} validation pairs of "
+    say(f"data: {source} / {task}: {train_desc} and {len(vd)} validation pairs of "
         f"{tuple(val_clean.shape[1:])} px, latents {tuple(vd.shape[1:])}")
 
     # ----- the prompt: the only thing that learns
     if grad_ckpt or low_memory:
         bb.transformer.enable_gradient_checkpointing()
     torch.manual_seed(seed)  # the bank's random init, the same on every rank
-    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0_, **({"coarse": coarse_, "gain": gain_} if coarse_ else {}))
-    opt = torch.optim.AdamW(p.parameters(), lr=lr_)
-    slots = range(ddp.rank() * accum, (ddp.rank() + 1) * accum)  # this rank's micro-batches
+    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0, **({"coarse": coarse, "gain": gain} if coarse else {}))
+    opt = torch.optim.AdamW(p.parameters(), lr=lr)
+    slots = range(ddp.RANK * accum, (ddp.RANK + 1) * accum)  # this rank's micro-batches
     gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in slots]
     start, log = 0, []
     if ck is not None:
         states = ck["rng"]
-        if len(states) != ddp.world() * accum:
+        if len(states) != ddp.WORLD * accum:
             fail(f"{ckpt_path} was made with {len(states)} micro-batches per step (processes x --accum); "
-                 f"this run has {ddp.world()} x {accum}")
-        cached = ck["config"]["cache_latents"]
-        if cached != cache_latents:
-            fail(f"{ckpt_path} was trained on " + ("cached latents; resume it with --cache_latents" if cached
+                 f"this run has {ddp.WORLD} x {accum}")
+        was_cached = ck["config"]["cache_latents"]
+        if was_cached != cache_latents:
+            fail(f"{ckpt_path} was trained on " + ("cached latents; resume it with --cache_latents" if was_cached
                                                    else "streamed data; resume it without --cache_latents"))
         p.load_state_dict(ck["prompt"])
         opt.load_state_dict(ck["optimizer"])
@@ -333,10 +332,10 @@ def main():
         say(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
     n_train = sum(q.numel() for q in p.parameters())
     say(f"backbone {bb.name} on {dev}: frozen; prompt {p.shape[0]}x{p.shape[1]} + {p.shape[2]} gates = "
-        f"{n_train:,} trainable numbers; bridge {bridge_name}, T0 {t0_}, lr {lr_}, "
-        + (f"coarse {coarse_} latent px, gain {gain_}, " if coarse_ else "") +
-        f"batch {batch_} x {accum} micro-batches x {ddp.world()} processes")
-    say(extensions.in_effect([(coarse_, gain_)]))
+        f"{n_train:,} trainable numbers; bridge {bridge_name}, T0 {t0}, lr {lr}, "
+        + (f"coarse {coarse} latent px, gain {gain}, " if coarse else "") +
+        f"batch {batch} x {accum} micro-batches x {ddp.WORLD} processes")
+    say(extensions.in_effect([(coarse, gain)]))
 
     def save_ckpt(step, states):
         state = dict(prompt=p.state_dict(), optimizer=opt.state_dict(), rng=states, step=step,
@@ -344,25 +343,26 @@ def main():
         # re-read before the rename: a full disk fails here, not at the next --resume
         media.atomic(ckpt_path, lambda tmp: torch.save(state, tmp),
                      lambda tmp: torch.load(tmp, map_location="cpu", weights_only=True))
-        prompt_lib.save(p, os.path.join(out_, f"{task}.safetensors"))
+        prompt.save(p, os.path.join(out, f"{task}.safetensors"))
 
     kernels = attention_kernels(bb.device, attention)
     t_start = time.time()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"train {task}", mininterval=2, disable=not lead)
     if not cache_latents:  # this process's micro-batches from `start` on: slots j of every step
-        stream = dataset.batches(ds, dataset.Steps(start, steps, slots, ddp.world() * accum, batch_), batch_, workers)
+        stream = dataset.batches(ds, dataset.Steps(start, steps, slots, ddp.WORLD * accum, batch), batch, workers)
     for step in bar:
         if cache_latents:
-            loss = train_step(bb, p, opt, zd, zc, gens, bridge_name, t0_, batch_, kernels)
+            micro = cached(zd, zc, gens, batch, bb.device)
         else:
-            loss = step_on(bb, p, opt, (encode_batch(bb, *next(stream)) for _ in gens), gens, bridge_name, t0_, kernels)
+            micro = (encode_batch(bb, *next(stream)) for _ in gens)
+        loss = train_step(bb, p, opt, micro, gens, bridge_name, t0, kernels)
         log.append(loss.item())
         bar.set_postfix(loss=f"{sum(log[-50:]) / len(log[-50:]):.4f}")
         if (step + 1) % val_every == 0 or step + 1 == steps:
             states = [s for per_rank in ddp.gather([g.get_state() for g in gens]) for s in per_rank]
             if not lead:
                 continue
-            rec = validate(bb, p, vd, seed + 2, bridge_name, t0_, batch_).cpu()
+            rec = validate(bb, p, vd, seed + 2, bridge_name, t0, batch).cpu()
             q = metrics.quantize
             val_psnr = sum(metrics.psnr(q(r), q(c)) for r, c in zip(rec, val_clean)) / len(rec)
             base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(val_deg, val_clean)) / len(val_deg)
@@ -371,12 +371,12 @@ def main():
             show = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731
             sheet = torch.cat([torch.cat([show(d), show(r), show(c)], 2)
                                for d, r, c in list(zip(val_deg, rec, val_clean))[:4]], 1)
-            media.write_image(os.path.join(out_, f"{task}_val.png"), sheet)
+            media.write_image(os.path.join(out, f"{task}_val.png"), sheet)
             save_ckpt(step + 1, states)
     if start >= steps:
         say(f"nothing to do: the checkpoint is already at step {start} of {steps}")
-    say(f"prompt written to {os.path.join(out_, task + '.safetensors')} "
-        f"({time.time() - t_start:.0f} s); use it: python sample.py IN --tasks={os.path.join(out_, task + '.safetensors')}")
+    say(f"prompt written to {os.path.join(out, task + '.safetensors')} "
+        f"({time.time() - t_start:.0f} s); use it: python sample.py IN --tasks={os.path.join(out, task + '.safetensors')}")
     unlock()
     ddp.finish()
 

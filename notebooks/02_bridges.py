@@ -98,7 +98,7 @@ def trained(bridge_name, t0=T0, steps=None):
     opt = torch.optim.AdamW(p.parameters(), lr=bb.train_lr)
     gens = [torch.Generator().manual_seed(1)]
     for _ in range(steps):
-        train.train_step(bb, p, opt, zd_, zc_, gens, bridge_name, t0, 4)
+        train.train_step(bb, p, opt, train.cached(zd_, zc_, gens, 4, bb.device), gens, bridge_name, t0)
     return p
 
 test_pairs = pairs.make_pairs("heldout", TASK, 2 if FAST else 0, size, F_, g, bb.video)  # 0: all crops

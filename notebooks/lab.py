@@ -23,7 +23,7 @@ from scipy import stats
 import baselines
 import extensions
 import metrics
-import prompt as prompt_lib
+import prompt
 import sample
 import train
 from data import pairs
@@ -89,9 +89,9 @@ def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, bat
     opt = torch.optim.AdamW(p.parameters(), lr=lr)
     gens = [torch.Generator().manual_seed(1_000 + seed)]
     for _ in range(steps):
-        train.train_step(bb, p, opt, zd, zc, gens, bridge_name, t0, batch or bb.train_batch)
+        train.train_step(bb, p, opt, train.cached(zd, zc, gens, batch or bb.train_batch, bb.device), gens, bridge_name, t0)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    prompt_lib.save(p, path)
+    prompt.save(p, path)
     return p
 
 
@@ -108,7 +108,7 @@ def unet(bb, task, seed, steps=600, pool=256, batch=None, lr=1e-3, cache=CACHE):
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     gens = [torch.Generator().manual_seed(1_000 + seed)]
     for _ in range(steps):
-        baselines.train_step(net, opt, xd, xc, gens, batch or bb.train_batch)
+        baselines.train_step(net, opt, baselines.cached(xd, xc, gens, batch or bb.train_batch))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     baselines.save_unet(net, path, task=task, seed=seed, steps=steps)
     return baselines.load_unet(path)[0]  # as kept (fp16 weights), so a rebuild scores the same net

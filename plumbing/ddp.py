@@ -13,12 +13,8 @@ import torch
 import torch.distributed as dist
 
 
-def rank():
-    return int(os.environ.get("RANK", 0))
-
-
-def world():
-    return int(os.environ.get("WORLD_SIZE", 1))
+RANK = int(os.environ.get("RANK", 0))  # this process; torchrun sets both before Python starts
+WORLD = int(os.environ.get("WORLD_SIZE", 1))  # processes in all
 
 
 def joined():
@@ -38,13 +34,13 @@ def device(asked=None):
 
 def backend(dev):
     """nccl when each of this node's ranks has a GPU of its own; gloo on the CPU and when ranks share one."""
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world()))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", WORLD))
     return "nccl" if dev.type == "cuda" and local <= torch.cuda.device_count() else "gloo"
 
 
 def init(dev):
     """Join torchrun's process group (a no-op for one process)."""
-    if world() > 1 and not dist.is_initialized():
+    if WORLD > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         dist.init_process_group(backend(dev))
@@ -68,6 +64,6 @@ def gather(obj):
     """[obj of rank 0, obj of rank 1, ...] on every rank."""
     if not dist.is_initialized():
         return [obj]
-    out = [None] * world()
+    out = [None] * WORLD
     dist.all_gather_object(out, obj)
     return out

@@ -4,7 +4,7 @@ shapes on the meta device.
     parts = plan.training("flux", storage="fp8", ckpt=True)   # {"weights": bytes, "step": bytes, ...}
     parts = plan.restoring("flux", 1024, 1024, storage="nf4")
 
-Each runs the repo's own code (train.encode_batch then train.step_on; sample.restore) on the
+Each runs the repo's own code (train.encode_batch then train.train_step; sample.restore) on the
 architecture built on the meta device and counts every tensor storage as it is created and freed
 (Counted): the peak of what torch's allocator holds, which a GPU reports as
 torch.cuda.max_memory_allocated, less the allocator's rounding and the kernels' workspaces (the
@@ -112,7 +112,7 @@ def training(kind, size=0, frames=0, batch=0, storage="", ckpt=False, dtype=torc
     with counted(bb.transformer) as step:
         p = bb.new_prompt(task="plan")
         opt = torch.optim.AdamW(p.parameters(), lr=1e-4)
-        train.step_on(bb, p, opt, [z], [g], "ebr", bb.t0)
+        train.train_step(bb, p, opt, [z], [g], "ebr", bb.t0)
     tf, vae = weights(bb, kind, storage, dtype, offload)
     latents = 2 * z[0].numel() * z[0].element_size()
     return dict(transformer=tf, vae=vae, encode=enc.peak, step=step.peak, peak=tf + vae + max(enc.peak, latents + step.peak))

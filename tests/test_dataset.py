@@ -99,18 +99,18 @@ def test_a_run_interrupted_mid_way_resumes_to_the_same_prompt(clean_folder, rand
               "--val_pairs=1", "--val_every=2", "--steps=3", "--workers=2", "--paper")
     code, _, err = run_here(*common, f"--out={tmp_path / 'a'}")
     assert code == 0, err
-    real, calls = train.step_on, []
+    real, calls = train.train_step, []
 
     def stopped(*a, **k):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real(*a, **k)
-    monkeypatch.setattr(train, "step_on", stopped)
+    monkeypatch.setattr(train, "train_step", stopped)
     code, _, err = run_here(*common, f"--out={tmp_path / 'b'}")
     assert code == 130 and "interrupted" in err
     assert torch.load(tmp_path / "b" / "haze.ckpt.pt", weights_only=True)["step"] == 2
-    monkeypatch.setattr(train, "step_on", real)
+    monkeypatch.setattr(train, "train_step", real)
     code, outp, err = run_here(*common, f"--out={tmp_path / 'b'}", "--resume")
     assert code == 0 and "resumed from" in outp, err
     pa, pb = load_file(tmp_path / "a" / "haze.safetensors"), load_file(tmp_path / "b" / "haze.safetensors")

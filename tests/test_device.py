@@ -65,7 +65,7 @@ def test_training_and_validation_stay_on_the_backbones_device(meta_bb, monkeypat
     p = bb.new_prompt(task="a")
     opt = torch.optim.AdamW(p.parameters(), lr=1e-3)
     gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
-    loss = train.train_step(bb, p, opt, zd, zc, gens, "ebr", 0.4, 2)  # two micro-batches of 2
+    loss = train.train_step(bb, p, opt, train.cached(zd, zc, gens, 2, bb.device), gens, "ebr", 0.4)  # two of 2
     assert loss.device == bb.device and calls == [(2,) + zd.shape[1:]] * 2
     calls.clear()
     sampler = bridge.sample  # validation's sampler, on a grid of 3 (a meta forward is slow)
@@ -131,8 +131,9 @@ def test_training_applies_the_chosen_attention_kernels(flux_bb, choice):
     p.bank.register_hook(lambda grad: note("backward"))
     z = torch.randn(3, 16, 4, 4)
     kernels = train.attention_kernels(torch.device("cuda"), choice)  # what train.py passes on a GPU
-    train.train_step(flux_bb, p, torch.optim.AdamW(p.parameters()), z, z, [torch.Generator().manual_seed(0)],
-                     "ebr", 0.4, 2, kernels)
+    g = [torch.Generator().manual_seed(0)]
+    train.train_step(flux_bb, p, torch.optim.AdamW(p.parameters()), train.cached(z, z, g, 2, flux_bb.device), g,
+                     "ebr", 0.4, kernels)
     want = outside if choice == "torch" else {k: k in choice.split(",") for k in outside}
     assert seen == {"forward": want, "backward": want}
     assert flags() == outside  # and only inside the step

@@ -25,7 +25,7 @@ def measured(kind, ckpt):
 
     def step():
         p = bb.new_prompt(task="plan")
-        train.step_on(bb, p, torch.optim.AdamW(p.parameters(), lr=1e-4), [z], [g], "ebr", bb.t0)
+        train.train_step(bb, p, torch.optim.AdamW(p.parameters(), lr=1e-4), [z], [g], "ebr", bb.t0)
     return enc, plan.cpu_peak(step)[1]
 
 
