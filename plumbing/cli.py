@@ -17,13 +17,11 @@ import io
 import os
 import sys
 import tokenize
-import types
 
 
 def parse(config, argv, aliases=None):
     """Override config[key] from argv; the type comes from the default. Returns positionals.
-    The options are the names of the config block (of config["__file__"]), else every public
-    lower-case value of config.
+    The options are the names of the config block of the script config["__file__"].
 
     --help / -h: print the script's docstring and its options, exit 0. A default that is a
     tuple, list, dict or None takes a Python literal (--cache=(8,4)); a None default also takes
@@ -32,7 +30,7 @@ def parse(config, argv, aliases=None):
     if "--help" in argv or "-h" in argv:
         print(usage(config, aliases))
         sys.exit(0)
-    block = {name for name, _ in options(config["__file__"])} if config.get("__file__") else None
+    block = {name for name, _ in options(config["__file__"])}
     rest, i = [], 0
     while i < len(argv):
         arg = argv[i]
@@ -42,8 +40,7 @@ def parse(config, argv, aliases=None):
             continue
         key, eq, val = arg[2:].partition("=")
         key = aliases.get(key, key)
-        if (key not in block if block else (key.startswith("_") or key not in config or key.isupper()
-                                            or callable(config[key]) or isinstance(config[key], types.ModuleType))):
+        if key not in block:
             fail(f"unknown option --{key}")
         default = config[key]
         if not eq:
@@ -115,8 +112,7 @@ def _show(value):
 def usage(config, aliases=None):
     """The script's docstring, then one line per option: --name=default, and its help."""
     shown = {v: k for k, v in (aliases or {}).items()}  # bridge_name is typed --bridge
-    path = config.get("__file__")
-    opts = [(name, text) for name, text in options(path) if name in config] if path else []
+    opts = [(name, text) for name, text in options(config["__file__"]) if name in config]
     head = (config.get("__doc__") or "").strip()
     rows = [(f"--{shown.get(name, name)}={_show(config[name])}", text) for name, text in opts]
     width = min(max((len(r[0]) for r in rows), default=0), 34)
