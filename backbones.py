@@ -36,6 +36,7 @@ TINY = {"tiny-flux": os.path.join(HERE, "weights", "tiny-flux"),
         "tiny-wan": os.path.join(HERE, "weights", "tiny-wan"),
         "tiny-shapes": os.path.join(HERE, "weights", "tiny-shapes")}
 DEFAULT = {"image": "tiny-flux", "video": "tiny-wan"}
+AMX = torch.cpu._is_amx_tile_supported()  # bf16 matrix units on this CPU: what load(cpu_bf16=True) needs
 CONTEXT_LEN = {"flux": 512, "wan": 226}  # text tokens the authors' prompts were made for
 # Working sizes and the paper's settings per backbone kind: training crop (px), clip length and
 # batch; the tile restored at once (px, a side or (height, width); bigger inputs go in overlapping
@@ -436,7 +437,7 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
     else:
         bb = WanBackbone(name, tf, vae, context, device, dtype, key)
     bb.text, bb.clip = text, clip and (clip[0], clip[1].requires_grad_(False))
-    bb.cpu_bf16 = cpu_bf16 and bb.device.type == "cpu" and torch.cpu._is_amx_tile_supported()
+    bb.cpu_bf16 = cpu_bf16 and bb.device.type == "cpu" and AMX
     if bb.cpu_bf16:  # the linear layers' weights cast once to what autocast casts them to per call (6% faster)
         for m in tf.modules():
             if isinstance(m, torch.nn.Linear):

@@ -102,7 +102,8 @@ def main():
     opt = torch.optim.AdamW(p.parameters(), lr=5e-4)
     step = timed(lambda: train.train_step(bb, p, opt, train.cached(zd, zc, [g], batch, bb.device), [g], "ebr", bb.t0), repeats)
     rows.append(("train step / forward (no grad)", step, fwd_nograd, step / fwd_nograd, "<= 2.5"))
-    bb = backbones.load(backbone or None, device="cpu", cpu_bf16=True)  # restores as sample.py runs them
+    if backbones.AMX:  # restores as sample.py runs them: in bf16 on a CPU with AMX units (training: fp32)
+        bb = backbones.load(backbone or None, device="cpu", cpu_bf16=True)
 
     # 2. sampling vs its backbone calls (one image of `size` px, one prompt, whole)
     img = pair_list[0][0]
