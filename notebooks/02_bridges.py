@@ -11,8 +11,10 @@
 # Sampling (`bridge.sample`) starts from each construction's state at T0. A naive prompt is then
 # sampled as the paper samples it (Sec. 3.1): the backbone's ordinary flow step, whose states move
 # from z_deg towards the clean estimate, states eq. (1) never showed the prompt (Fig. 3c). DDBM and
-# EBR walk their own family, the states their prompts were trained on (Sec. 3.2). Everything up to
-# the section marked **extension** is the paper's method: prompts of the paper's form and the
+# EBR walk their own family, the states their prompts were trained on (Sec. 3.2). First on the
+# shapes world (notebook 00): Table 4, Fig. 6 and Fig. 7 over 5 training seeds; then on the photo
+# backbone: the states themselves (Fig. 3), and Table 4 and Fig. 7 from one run each. Everything up
+# to the section marked **extension** is the paper's method: prompts of the paper's form and the
 # decoded latent as the output (`extensions.PAPER_DECODE`).
 
 # %%
@@ -22,9 +24,111 @@ import os, sys, time
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, bridge, extensions, metrics, sample, train
+import backbones, bridge, extensions, lab, metrics, sample, train
 from data import pairs
-from lab import FAST, psnr, show, to_pixels  # the notebooks' shared opening: CI's fast mode, threads, pictures
+from lab import FAST, N_TEST, SEEDS, STEPS, WORLD, psnr, show, to_pixels  # the notebooks' shared opening
+
+# %% [markdown]
+# ## 1. The shapes world: Table 4, naive, DDBM, EBR (the same recipe, steps and seeds)
+#
+# On tiny-shapes (notebook 00), at the learning rate chosen there on val. Each arm trains on its own construction's states and is sampled the way the paper samples it
+# (`bridge.py`): naive by the backbone's ordinary flow step from the noised degraded latent, so its
+# states leave the family it was trained on; DDBM and EBR on their own families. Task: rain.
+
+# %%
+bb = backbones.load(WORLD)
+LR, _ = lab.learning_rate(bb)  # chosen on val (notebook 00)
+WORLD_TASK = "rain"
+test = lab.held_out(bb, WORLD_TASK, "test", N_TEST)
+per_seed = {name: [] for name in bridge.BRIDGES}
+for name in bridge.BRIDGES:
+    for seed in SEEDS:
+        p = lab.trained(bb, WORLD_TASK, seed=seed, bridge_name=name, steps=STEPS, lr=LR)
+        rows = lab.scores(bb, [p], name, bb.t0, test)
+        per_seed[name].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
+print(f"{WORLD_TASK}, {N_TEST} test images, {len(SEEDS)} seeds, T0 {bb.t0}: mean ± 95% interval over seeds")
+for name, v in per_seed.items():
+    print(f"  {name:<6} PSNR {lab.fmt([a for a, _ in v])}   SSIM {lab.fmt([b for _, b in v], '')}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+for ax, k, label in ((axes[0], 0, "PSNR (dB)"), (axes[1], 1, "SSIM")):
+    for i, name in enumerate(bridge.BRIDGES):
+        vals = [v[k] for v in per_seed[name]]
+        m, h = lab.interval(vals)
+        ax.scatter([i] * len(vals), vals, s=12, alpha=0.6)
+        ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
+    ax.set_xticks(range(3)); ax.set_xticklabels(bridge.BRIDGES); ax.set_xlabel("construction"); ax.set_ylabel(label)
+axes[0].set_title(f"{WORLD_TASK}: each dot a seed, bars the 95% interval"); plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ### Verdicts on the shapes world
+#
+# The paper's order naive < DDBM < EBR, each pair judged on per-seed differences (the same seeds
+# and test images): "reproduced" only where the whole interval is on the paper's side. Fig. 6:
+# the naive arm, though sampled on states it never saw, still enhances its input.
+
+# %%
+def diffs(a, b, k=0):
+    return [x[k] - y[k] for x, y in zip(per_seed[a], per_seed[b])]
+
+for a, b in (("ebr", "naive"), ("ebr", "ddbm"), ("ddbm", "naive")):
+    d = diffs(a, b)
+    print(f"paper (Table 4): {a} > {b} (PSNR): {lab.fmt(d)} -> {lab.verdict(d)}")
+degraded = lab.mean([metrics.metrics(d, c) for d, c in test])
+d = [v[0] - degraded for v in per_seed["naive"]]
+print(f"paper (Fig. 6): the naive arm enhances its input ({degraded:.2f} dB): {lab.fmt(d)} -> {lab.verdict(d)}")
+
+# %% [markdown]
+# ### Fig. 7 on the shapes world: choosing T0 on validation images
+#
+# The paper picks T0 = 0.4 by a min-max normalized score (each metric scaled to [0, 1] across the
+# candidates, then averaged). Here: an EBR rain prompt per candidate T0 and seed (the same steps),
+# scored on the **val** split; the normalized score is computed per seed, so the interval is over
+# seeds. The T0 chosen here is then scored once on the test split.
+
+# %%
+CANDS = [0.2, 0.4] if FAST else [0.2, 0.4, 0.6, 0.8]
+val = lab.held_out(bb, WORLD_TASK, "val", N_TEST)
+sweep = {t0: [] for t0 in CANDS}  # per seed: (PSNR, SSIM) on val
+for seed in SEEDS:
+    for t0 in CANDS:
+        rows = lab.scores(bb, [lab.trained(bb, WORLD_TASK, seed=seed, bridge_name="ebr", t0=t0, steps=STEPS, lr=LR)], "ebr", t0, val)
+        sweep[t0].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
+
+def normalized(i):  # seed i's normalized score of each candidate
+    out = {}
+    for k in (0, 1):
+        vals = [sweep[t][i][k] for t in CANDS]
+        lo, hi = min(vals), max(vals)
+        for t in CANDS:
+            out[t] = out.get(t, 0) + ((sweep[t][i][k] - lo) / (hi - lo) if hi > lo else 1.0) / 2
+    return out
+norm = [normalized(i) for i in range(len(SEEDS))]
+chosen = max(CANDS, key=lambda t: sum(n[t] for n in norm))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+for ax, label, vals in ((axes[0], "PSNR on val (dB)", lambda t: [v[0] for v in sweep[t]]),
+                        (axes[1], "SSIM on val", lambda t: [v[1] for v in sweep[t]]),
+                        (axes[2], "normalized score (0-1)", lambda t: [n[t] for n in norm])):
+    ms = [lab.interval(vals(t)) for t in CANDS]
+    ax.errorbar(CANDS, [m for m, _ in ms], yerr=[h if h < 1e9 else 0 for _, h in ms], fmt="o-", capsize=4)
+    ax.set(xlabel="T0 (the prompt's training and sampling start)", ylabel=label)
+axes[0].set_title(f"{WORLD_TASK}, {len(SEEDS)} seeds, {N_TEST} val images: mean and 95% interval", fontsize=9)
+plt.tight_layout(); plt.show()
+for t in CANDS:
+    print(f"T0 {t}: PSNR {lab.fmt([v[0] for v in sweep[t]])}  SSIM {lab.fmt([v[1] for v in sweep[t]], '')}  "
+          f"normalized {lab.fmt([n[t] for n in norm], '')}")
+rows = lab.scores(bb, [lab.trained(bb, WORLD_TASK, seed=0, bridge_name="ebr", t0=chosen, steps=STEPS, lr=LR)], "ebr", chosen, test)
+print(f"chosen on val: T0 {chosen}; on the test split (seed 0): PSNR {lab.mean(rows, 'psnr'):.2f} dB")
+others = [t for t in CANDS if t != 0.4]
+d = [n[0.4] - max(n[t] for t in others) for n in norm]
+print(f"paper (Fig. 7): T0 = 0.4 scores best: 0.4 minus the best other {lab.fmt(d, '')} -> {lab.verdict(d)}")
+
+# %% [markdown]
+# ## 2. The photos: the states each construction visits, and Table 4 and Fig. 7 on tiny-flux
+#
+# Low light on the photo backbone. The states of each construction first, as images and in
+# numbers (Fig. 3), then one prompt per arm (one training run each, 32 held-out crops).
 
 # %%
 bb = backbones.load(BACKBONE)
@@ -68,7 +172,7 @@ ax_l.set(xlabel=f"bridge time t (sampling runs from T0 = {T0:g} down to 0)",
 ax_s.legend(); ax_l.legend(); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ## Prompts trained on each construction (Table 4)
+# ### Prompts trained on each construction (Table 4)
 #
 # One paper-form prompt per construction, the same recipe each (`train.py --paper --bridge=...`:
 # same data, steps, seed and T0). tiny-flux ships them in `prompts/tiny-flux/ablation/<bridge>/`;
@@ -106,8 +210,10 @@ test_pairs = pairs.make_pairs("heldout", TASK, 2 if FAST else 0, size, F_, g, bb
 def t0_of(p):
     return float(p.meta.get("t0", T0)) if p is not None else T0
 
-def evaluate(p, bridge_name, t0, decode=extensions.PAPER_DECODE):
-    rows = [metrics.metrics(sample.restore(bb, d, [p], bridge_name, t0, decode, progress=False), c) for d, c in test_pairs]
+def evaluate(p, bridge_name, t0, decode=extensions.PAPER_DECODE, pair_list=None):
+    """Mean metrics of the restorations of pair_list (default: the held-out test crops)."""
+    rows = [metrics.metrics(sample.restore(bb, d, [p], bridge_name, t0, decode, progress=False), c)
+            for d, c in (pair_list or test_pairs)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
 results, prompts_ = {}, {}
@@ -132,7 +238,7 @@ for ax, (n, img) in zip(axes, outs):
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ## What each construction asks the frozen network to output
+# ### What each construction asks the frozen network to output
 #
 # The clean estimate is x0 = z_t - sigma v, so to land on z_clean the network must return
 # v* = (z_t - z_clean) / sigma. That target has two parts: the state's noise eps (the part the
@@ -172,7 +278,7 @@ for name, bs in kept.items():
           + ("  <- the prompt gives up the prior's denoising" if p_ < b - 0.2 else ""))
 
 # %% [markdown]
-# ## States visited while sampling, per construction
+# ### States visited while sampling, per construction
 #
 # With each construction's own prompt, the decoded state x along the sampler's grid and the final
 # clean estimate x0. The naive row moves away from the degraded input although its prompt only
@@ -244,20 +350,22 @@ axes[0].set_ylabel("clean share of the signal, b / (1 - sigma)")
 axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ## Choosing T0 (Fig. 7): min-max normalized aggregate score
+# ### Choosing T0 (Fig. 7): min-max normalized aggregate score
 #
 # For each candidate T0 a paper-form EBR prompt is trained (the same short run and seed each) and
-# evaluated on the held-out crops with the decoded latent; each metric is min-max normalized
-# across the candidates and the normalized scores are averaged (here PSNR and SSIM only: the
-# perceptual metrics need downloaded weights).
+# evaluated with the decoded latent on **validation** crops (of training photos: T0 is a setting,
+# chosen where nothing is scored afterwards); each metric is min-max normalized across the
+# candidates and the normalized scores are averaged (here PSNR and SSIM only: the perceptual
+# metrics need downloaded weights).
 
 # %%
 cands = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # the paper's candidates (Sec. 4.4)
+val_pairs = lab.held_out(bb, TASK, "val", 4 if FAST else 32)
 sweep = {}
 for t0 in cands:
     t_start = time.time()
     p = trained("ebr", t0, steps=(3 if FAST else 600))
-    sweep[t0] = evaluate(p, "ebr", t0)
+    sweep[t0] = evaluate(p, "ebr", t0, pair_list=val_pairs)
     print(f"T0={t0}: PSNR {sweep[t0]['psnr']:.2f}  SSIM {sweep[t0]['ssim']:.4f}  ({time.time() - t_start:.0f} s)")
 norm = {}
 for k in ("psnr", "ssim"):
@@ -266,13 +374,18 @@ for k in ("psnr", "ssim"):
     for t in cands:
         norm.setdefault(t, []).append((sweep[t][k] - lo) / (hi - lo) if hi > lo else 1.0)
 score = {t: sum(v) / len(v) for t, v in norm.items()}
-plt.figure(figsize=(4.5, 3)); plt.plot(cands, [score[t] for t in cands], "o-")
-plt.xlabel("T0"); plt.ylabel("normalized score (higher is better)"); plt.show()
+fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+for ax, label, vals in ((axes[0], "PSNR on validation crops (dB)", [sweep[t]["psnr"] for t in cands]),
+                        (axes[1], "SSIM on validation crops", [sweep[t]["ssim"] for t in cands]),
+                        (axes[2], "normalized score (0-1, higher is better)", [score[t] for t in cands])):
+    ax.plot(cands, vals, "o-"); ax.set(xlabel="T0 (the prompt's training and sampling start)", ylabel=label)
+axes[0].set_title(f"{TASK}, one prompt per T0, {len(val_pairs)} crops", fontsize=9)
+plt.tight_layout(); plt.show()
 print("normalized score:", "  ".join(f"{t}: {score[t]:.3f}" for t in cands))
 print("best T0 on this backbone:", max(score, key=score.get))
 
 # %% [markdown]
-# ## Verdicts (the paper's method)
+# ### Verdicts (the paper's method)
 #
 # Computed from the numbers above, whichever way they fall.
 
@@ -296,7 +409,7 @@ else:
           f" (PSNR spread over T0 {spread:.2f} dB)")
 
 # %% [markdown]
-# ## Extension (not in the paper): the shipped prompt and its chosen decode
+# ### Extension (not in the paper): the shipped prompt and its chosen decode
 #
 # What `sample.py` runs without `--paper` (`extensions.py`). On tiny-flux the shipped prompt is a
 # *coarse* one: the sampler takes the fine part of the velocity from the bare backbone and only
@@ -332,7 +445,7 @@ print(f"extension (not the paper's method): shipped prompt + its decode vs the p
       f"PSNR {b['psnr'] - a['psnr']:+.2f} dB, SSIM {b['ssim'] - a['ssim']:+.4f}")
 
 # %% [markdown]
-# ## What this shows on the tiny backbone
+# ### What this shows on the tiny backbone
 #
 # The verdicts above are computed from this run's numbers. The paper finds naive < DDBM < EBR
 # (Table 4), the naive prompt enhancing the image but with artifacts (Fig. 6), and T0 = 0.4 best

@@ -2,8 +2,9 @@
 # # 04 · What the frozen prior buys
 #
 # The paper's claim: a small prompt on a frozen text-to-image prior restores as well as methods
-# built for restoration. Here each task's shipped prompt (a few thousand learned numbers, with its
-# decode: what `sample.py` runs) stands beside two methods that know nothing of the prior
+# built for restoration. First on the shapes world (notebook 00), over 5 training seeds; then on
+# the photo backbone, where each task's paper-form prompt (a few thousand learned numbers, the
+# paper's method: `sample.py --paper`) stands beside two methods that know nothing of the prior
 # (`baselines.py`):
 #
 # - **classical**: one textbook method per task from scikit-image / SciPy, nothing learned (dark
@@ -22,16 +23,92 @@ import os, sys
 sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
-import backbones, baselines, metrics, sample
+import functools
+import backbones, baselines, lab, metrics, sample
 from data import degrade, pairs
-from lab import FAST, show  # the notebooks' shared opening: CI's fast mode, threads, pictures
+from lab import FAST, N_TEST, SEEDS, STEPS, WORLD, show  # the notebooks' shared opening
+show_px = functools.partial(show, fontsize=8, interpolation="nearest")  # the world's 64 px images: every pixel seen
 
+
+# %% [markdown]
+# ## 1. The shapes world: the prompt beside a classical method and a supervised U-Net
+#
+# Per task, on the same test images, three ways to restore:
+# - **classical**: the textbook method of `baselines.py`, nothing learned (haze: the dark channel
+#   prior; rain and snow: a morphological opening or median; low light: a gamma curve and gain;
+#   blur: an unsharp mask); its two or three settings chosen on **val** images by `metrics.score`;
+# - **U-Net**: a residual U-Net of 487k weights (`baselines.UNet`) trained from scratch on the very
+#   pairs, batch and steps each seed's prompt had (pixel MSE, AdamW at 1e-3; `lab.unet`);
+# - **prompt**: the paper's method, about 4k numbers steering the frozen prior (EBR at T0, the decoded
+#   latent), the prompts notebooks 00-03 train (kept in `runs/lab/`, so nothing trains twice).
+#
+# The paper's claim is that the prior, unlocked by a small prompt, restores as task-specific models
+# do. Each difference is taken per seed (the classical method has no seed: its one score is
+# subtracted from each seed's).
+
+# %%
+bb = backbones.load(WORLD)  # tiny-shapes (notebook 00)
+LR, _ = lab.learning_rate(bb)  # chosen on val (notebook 00)
+TASKS = degrade.TASKS
+N_VAL = 4 if FAST else 32
+buys, pics = {}, {}
+for task in TASKS:
+    val, test_t = lab.held_out(bb, task, "val", N_VAL), lab.held_out(bb, task, "test", N_TEST)
+    settings = baselines.choose_classical(task, val)[1][0][0]  # the best setting on val
+    cl_out = [baselines.classical(task, d, settings) for d, _ in test_t]
+    row = dict(degraded=lab.mean([metrics.metrics(d, c) for d, c in test_t]),
+               classical=lab.mean([metrics.metrics(o, c) for o, (_, c) in zip(cl_out, test_t)]), unet=[], prompt=[])
+    for seed in SEEDS:
+        p = lab.trained(bb, task, seed=seed, bridge_name="ebr", steps=STEPS, lr=LR)
+        net = lab.unet(bb, task, seed, steps=STEPS)
+        pr_out, un_out = lab.restored(bb, [p], "ebr", bb.t0, test_t), [baselines.restore_unet(net, d) for d, _ in test_t]
+        row["prompt"].append(lab.mean([metrics.metrics(o, c) for o, (_, c) in zip(pr_out, test_t)]))
+        row["unet"].append(lab.mean([metrics.metrics(o, c) for o, (_, c) in zip(un_out, test_t)]))
+        if seed == SEEDS[0]:
+            pics[task] = [test_t[0][0], cl_out[0], un_out[0], pr_out[0], test_t[0][1]]
+    buys[task] = row
+    print(f"{task}: classical settings chosen on val {settings}")
+
+# %%
+print(f"{'task':<10} {'degraded':>9} {'classical':>10} {'U-Net':>16} {'prompt':>16}   (PSNR dB, {N_TEST} test images, "
+      f"{len(SEEDS)} seeds, {STEPS} steps each)")
+for task, r in buys.items():
+    print(f"{task:<10} {r['degraded']:9.2f} {r['classical']:10.2f} {lab.fmt(r['unet'], ''):>16} {lab.fmt(r['prompt'], ''):>16}")
+for task, r in buys.items():
+    vs_classical = [p - r["classical"] for p in r["prompt"]]  # the classical method has no seed: one score
+    vs_unet = [p - u for p, u in zip(r["prompt"], r["unet"])]  # seed by seed
+    for other, d in (("classical method", vs_classical), ("U-Net", vs_unet)):
+        print(f"{task}: the prompt beats the {other}: {lab.fmt(d)} -> {lab.verdict(d)}")
+
+# %%
+fig, ax = plt.subplots(figsize=(8, 3.2))
+for i, (task, r) in enumerate(buys.items()):
+    for j, (name, vals) in enumerate((("degraded", [r["degraded"]]), ("classical", [r["classical"]]),
+                                      ("U-Net", r["unet"]), ("prompt", r["prompt"]))):
+        m, h = lab.interval(vals)
+        ax.errorbar([i + 0.18 * (j - 1.5)], [m], yerr=[h if h < 1e9 else 0], fmt="o", color=f"C{j}", capsize=3,
+                    label=name if i == 0 else None)
+ax.set_xticks(range(len(buys))); ax.set_xticklabels(list(buys)); ax.set_xlabel("task")
+ax.set_ylabel("PSNR (dB), test images"); ax.legend(fontsize=7); ax.set_title("mean and 95% interval over seeds")
+plt.tight_layout(); plt.show()
+fig, axes = plt.subplots(len(TASKS), 5, figsize=(7, 1.45 * len(TASKS)))
+for r, task in enumerate(TASKS):
+    for j, (name, x) in enumerate(zip(("degraded", "classical", "U-Net", "prompt", "clean"), pics[task])):
+        show_px(axes[r, j], x, f"{task}: {name}" if j == 0 else name)
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 2. The photos: the paper-form prompts of tiny-flux beside the same two methods
+#
+# One prompt per task (no seeds: these words rest on one run).
+
+# %%
 bb = backbones.load(BACKBONE)
 frames = bb.train_frames if bb.video else 1
 print(f"{bb.name}: held-out {'clips' if bb.video else 'crops'} of {bb.train_size} px" + (f" x {frames} frames" if bb.video else ""))
 
 # %% [markdown]
-# ## The three methods on the held-out pairs of each task
+# ### The three methods on the held-out pairs of each task
 #
 # The same pairs as `python eval.py --task=T --baselines` (pairs a degradation left unchanged are
 # left out, as there). A task whose U-Net is not shipped for this backbone is compared with the
@@ -43,7 +120,7 @@ for task in degrade.TASKS:
     pair_list = pairs.make_pairs("heldout", task, 2 if FAST else 0, bb.train_size, frames,
                                  torch.Generator().manual_seed(7), bb.video)
     pair_list, _ = metrics.restorable(pair_list)
-    prompts, br, t0, decode = sample.prepare(bb, [task])
+    prompts, br, t0, decode = sample.prepare(bb, [task], paper=True)  # the paper's method
     rows, about = baselines.restorers(bb, task)
     methods = {"degraded": lambda d: d,
                "prompt": lambda d: sample.restore(bb, d, prompts, br, t0, decode, progress=False)}
@@ -82,7 +159,7 @@ for task, res in results.items():
         print(f"{task:<9} {k:<11} {m['psnr']:6.2f} {m['ssim']:6.3f} | {m['psnr_paper']:10.2f} {m['ssim_paper']:6.3f} | {n:,}")
 
 # %% [markdown]
-# ## Verdicts
+# ### Verdicts
 #
 # Per task, the prompt against each baseline on this run's means (our convention). A difference
 # counts when it passes 0.5 dB in PSNR or 0.01 in SSIM: the prompt **beats** a method when it is
@@ -113,7 +190,7 @@ for k, words in tally.items():
           + ("REPRODUCED" if words and held == len(words) else f"NOT REPRODUCED (beats or matches on {held} of {len(words)} tasks)"))
 
 # %% [markdown]
-# ## What this shows on the tiny backbones
+# ### What this shows on the tiny backbones
 #
 # The verdicts printed above are this run's. A tiny backbone pre-trained on 65 photos is a weak
 # prior, so this measures what such a prior buys, not what FLUX's or Wan's would: the paper

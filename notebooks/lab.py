@@ -1,5 +1,6 @@
-"""What the notebooks share: their opening (CI's fast mode, threads, pictures, PSNR), and what
-turns an experiment into a verdict: a prompt trained for a seed (kept on disk, so a rebuild trains
+"""What the notebooks share: their opening (CI's fast mode, threads, pictures, PSNR), the shapes
+world's settings (WORLD, SEEDS, STEPS, N_TEST and the learning rate chosen on val), and what turns
+an experiment into a verdict: a prompt trained for a seed (kept on disk, so a rebuild trains
 nothing twice), its scores on held-out images, and a mean with a 95% interval over seeds.
 
     from lab import FAST, psnr, show, to_pixels
@@ -32,6 +33,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "runs", "lab")  # trained prompts, by backbone and settings
 FAST = bool(os.environ.get("YPT_FAST"))  # CI sets this: far fewer steps, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when a notebook shares the CPU
+
+# The shapes world's experiments (notebooks 00-04 open with them): every arm of every comparison
+# trains STEPS steps per seed and is scored on N_TEST images of the world's test split
+WORLD = "tiny-shapes"
+SEEDS = [0, 1] if FAST else [0, 1, 2, 3, 4]
+STEPS = 2 if FAST else 200
+N_TEST = 4 if FAST else 100
 
 
 def show(ax, img, title="", fontsize=9, **imshow):
@@ -130,6 +138,16 @@ def scores(bb, prompts, bridge_name, t0, pair_list, seed=0):
     """Per-image metrics (PSNR, SSIM: metrics.metrics) of the restorations of pair_list."""
     outs = restored(bb, prompts, bridge_name, t0, pair_list, seed)
     return [metrics.metrics(o, c) for o, (_, c) in zip(outs, pair_list)]
+
+
+def learning_rate(bb):
+    """(the rate every shapes-world prompt trains at, {candidate: PSNR on val}): an EBR rain
+    prompt (seed 0, T0, STEPS steps) per candidate, restored on N_TEST **val** images; the best
+    PSNR wins, and serves every arm, task and T0 (the paper trains its arms with one recipe)."""
+    val = held_out(bb, "rain", "val", N_TEST)
+    on_val = {r: mean(scores(bb, [trained(bb, "rain", seed=0, steps=STEPS, lr=r)], "ebr", bb.t0, val))
+              for r in (bb.train_lr, 5 * bb.train_lr, 20 * bb.train_lr)}
+    return max(on_val, key=on_val.get), on_val
 
 
 def mean(rows, key="psnr"):

@@ -46,4 +46,4 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "REPRODUCED" in printed  # every notebook ends with verdicts
+    assert "REPRODUCED" in printed or name.startswith("00")  # 01-04 end with verdicts; 00 shows the world
