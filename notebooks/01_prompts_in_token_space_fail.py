@@ -143,8 +143,9 @@ for other in (best_words, "token space", "encoder output"):
 # %% [markdown]
 # ## 2. The photos: the same conditionings on tiny-flux
 #
-# The same question on the photo backbone, on 4 held-out haze crops, one training run per
-# conditioning (these words are not backed by seeds and intervals; the shapes world's, above, are).
+# The same question on the photo backbone, on the held-out haze crops (32: 4 of each of the 8
+# held-out photos), one training run per conditioning (these words are not backed by seeds and
+# intervals; the shapes world's, above, are).
 
 # %%
 bb = backbones.load(BACKBONE, keep_text_encoder=True)
@@ -152,7 +153,7 @@ g = torch.Generator().manual_seed(0)
 size = bb.train_size
 train_pairs = pairs.make_pairs(bb.data, TASK, 16 if FAST else 128, size, bb.train_frames, g, bb.video)
 zd, zc = train.encode_pairs(bb, train_pairs, "encode")
-test_pairs = pairs.make_pairs(bb.heldout, TASK, 4, size, bb.train_frames, g, bb.video)
+test_pairs = pairs.make_pairs(bb.heldout, TASK, 4 if FAST else 0, size, bb.train_frames, g, bb.video)  # 0: every held-out crop
 td, tc = train.encode_pairs(bb, test_pairs, "encode")
 print(bb.name, "training pairs:", len(zd), "held-out pairs:", len(td), "latent", tuple(zd.shape[1:]))
 
@@ -264,13 +265,15 @@ for k in curves:
 outs = {name: held_out(c) for name, c in conditions.items()}
 deg_px = torch.stack([d for d, _ in test_pairs]); clean_px = torch.stack([c for _, c in test_pairs])
 cols = ["degraded"] + list(outs) + ["clean"]
-fig, axes = plt.subplots(len(test_pairs), len(cols), figsize=(2 * len(cols), 2 * len(test_pairs)))
+shown = min(4, len(test_pairs))  # pictures of the first four; the numbers over all
+fig, axes = plt.subplots(shown, len(cols), figsize=(2 * len(cols), 2 * shown))
 scores = {name: [] for name in cols}
 for i in range(len(test_pairs)):
     for j, name in enumerate(cols):
         img = deg_px[i] if name == "degraded" else clean_px[i] if name == "clean" else outs[name][i]
         s = psnr(img, clean_px[i]); scores[name].append(s)
-        show(axes[i, j], img, f"{name}\n{s:.1f} dB" if i == 0 else f"{s:.1f} dB")
+        if i < shown:
+            show(axes[i, j], img, f"{name}\n{s:.1f} dB" if i == 0 else f"{s:.1f} dB")
 plt.tight_layout(); plt.show()
 for name in cols[:-1]:
     print(f"{name:>16}: mean PSNR {sum(scores[name]) / len(scores[name]):.2f} dB")
