@@ -391,9 +391,9 @@ def main():
         if len(ck["rng"]) != accum or tuple(ck["config"]["widths"]) != net.widths:
             fail(f"{ckpt_path} was made with --accum={len(ck['rng'])} and --widths={tuple(ck['config']['widths'])}; "
                  f"this run has {accum} and {net.widths}")
-        cached = ck["config"]["cache_pairs"]
-        if cached != cache_pairs:
-            fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if cached
+        was_cached = ck["config"]["cache_pairs"]
+        if was_cached != cache_pairs:
+            fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if was_cached
                                                    else "streamed data; resume it without --cache_pairs"))
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["optimizer"])
