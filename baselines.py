@@ -391,9 +391,9 @@ def main():
         if len(ck["rng"]) != accum or tuple(ck["config"]["widths"]) != net.widths:
             fail(f"{ckpt_path} was made with --accum={len(ck['rng'])} and --widths={tuple(ck['config']['widths'])}; "
                  f"this run has {accum} and {net.widths}")
-        cached = ck["config"]["cache_pairs"]
-        if cached != cache_pairs:
-            fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if cached
+        was_cached = ck["config"]["cache_pairs"]
+        if was_cached != cache_pairs:
+            fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if was_cached
                                                    else "streamed data; resume it without --cache_pairs"))
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["optimizer"])
@@ -434,9 +434,7 @@ def main():
             base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(vd, vc)) / len(vd)
             tqdm.write(f"step {step + 1}: loss {sum(log[-50:]) / len(log[-50:]):.5f}, val PSNR {val:.2f} dB "
                        f"(degraded {base:.2f} dB), {time.time() - t_train:.0f} s")
-            show = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731
-            sheet = torch.cat([torch.cat([show(d), show(r), show(c)], 2) for d, r, c in list(zip(vd, rec, vc))[:4]], 1)
-            media.write_image(os.path.join(out, f"{task}_val.png"), sheet)
+            media.write_sheet(os.path.join(out, f"{task}_val.png"), list(zip(vd, rec, vc))[:4])
             save(step + 1)
     if start >= steps:
         print(f"nothing to do: the checkpoint is already at step {start} of {steps}")

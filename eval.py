@@ -115,8 +115,7 @@ def main():
             rows.append(dict(index=i, method=label, **ours, **metrics.paper_metrics(pred, clean)))
             preds.append(pred)
         if i < pictures:  # to be looked at: numbers alone once called a darker, worse image restored
-            row = torch.cat(preds + [clean], -1)
-            media.write_image(os.path.join(out, f"pair_{i}.png"), row[:, row.shape[1] // 2] if bb.video else row)
+            media.write_sheet(os.path.join(out, f"pair_{i}.png"), [preds + [clean]])
     keys = ["psnr", "ssim", "psnr_y", "ssim_y", "psnr_paper", "ssim_paper"]
     summary = {}
     for label in methods:

@@ -368,10 +368,7 @@ def main():
             base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(val_deg, val_clean)) / len(val_deg)
             tqdm.write(f"step {step + 1}: loss {sum(log[-50:]) / len(log[-50:]):.4f}, val PSNR {val_psnr:.2f} dB "
                        f"(degraded {base:.2f} dB), {time.time() - t_start:.0f} s")
-            show = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731
-            sheet = torch.cat([torch.cat([show(d), show(r), show(c)], 2)
-                               for d, r, c in list(zip(val_deg, rec, val_clean))[:4]], 1)
-            media.write_image(os.path.join(out, f"{task}_val.png"), sheet)
+            media.write_sheet(os.path.join(out, f"{task}_val.png"), list(zip(val_deg, rec, val_clean))[:4])
             save_ckpt(step + 1, states)
     if start >= steps:
         say(f"nothing to do: the checkpoint is already at step {start} of {steps}")

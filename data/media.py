@@ -90,6 +90,13 @@ def read_image(path, max_side=None):
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).clamp(0, 1)
 
 
+def write_sheet(path, rows):
+    """Rows of images [3, H, W] (a clip [3, F, H, W]: its middle frame) side by side, the rows
+    stacked, written as one picture (a training run's validation sheet: degraded | restored | clean)."""
+    frame = lambda x: x[:, x.shape[1] // 2] if x.ndim == 4 else x  # noqa: E731
+    write_image(path, torch.cat([torch.cat([frame(x) for x in row], 2) for row in rows], 1))
+
+
 def write_image(path, img):
     """PNG (lossless) or whatever the suffix asks for, written atomically."""
     from PIL import Image

@@ -109,9 +109,10 @@ def test_unet_trains_on_the_data_train_py_trains_on(random_tiny, clean_folder, m
     assert calls[2] == calls[3] == (clean_folder, "rain", 4, 128, 1, 3, False)
 
 
-def test_unet_training_resumes_bit_for_bit(clean_folder, tmp_path):
+@pytest.mark.parametrize("cache", [(), ("--cache_pairs",)])  # streamed, or a pool made once
+def test_unet_training_resumes_bit_for_bit(clean_folder, tmp_path, cache):
     args = ["--task=haze", f"--data={clean_folder}", "--size=32", "--pool=4", "--val_pairs=1", "--batch=2",
-            "--accum=2", "--widths=(4,8)", "--val_every=2", "--threads=1"]
+            "--accum=2", "--widths=(4,8)", "--val_every=2", "--threads=1", *cache]
     code, out, err = run_here("baselines.py", *args, "--steps=4", f"--out={tmp_path / 'once'}")
     assert code == 0, err
     assert "trainable numbers" in out
