@@ -23,7 +23,7 @@ import backbones
 import extensions
 import metrics
 import sample
-from baselines import restorers
+from baselines import count as learned_numbers, restorers  # `count` is an option here
 from data import media, pairs
 from plumbing import lowbits
 from plumbing.cli import fail, parse
@@ -103,7 +103,7 @@ def main():
     for name, (p, br, t0, decode), label in zip(names, ps, labels):
         if labels.count(label) > 1:  # same bridge twice: tell them apart by file
             label += f" ({name})"
-        methods[label] = (sampler(p, br, t0, decode), sum(w.numel() for q in p for w in q.parameters()), decode)
+        methods[label] = (sampler(p, br, t0, decode), sum(learned_numbers(q) for q in p), decode)
     for label, fn, learned in extra:
         methods[label] = (lambda i, d, c, fn=fn: fn(d), learned, None)
     rows = []
