@@ -40,26 +40,44 @@ bb = backbones.load(WORLD)
 LR, _ = lab.learning_rate(bb)  # chosen on val (notebook 00)
 WORLD_TASK = "rain"
 test = lab.held_out(bb, WORLD_TASK, "test", N_TEST)
-per_seed = {name: [] for name in bridge.BRIDGES}
-for name in bridge.BRIDGES:
-    for seed in SEEDS:
-        p = lab.trained(bb, WORLD_TASK, seed=seed, bridge_name=name, steps=STEPS, lr=LR)
-        rows = lab.scores(bb, [p], name, bb.t0, test)
-        per_seed[name].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
-print(f"{WORLD_TASK}, {N_TEST} test images, {len(SEEDS)} seeds, T0 {bb.t0}: mean ± 95% interval over seeds")
-for name, v in per_seed.items():
-    print(f"  {name:<6} PSNR {lab.fmt([a for a, _ in v])}   SSIM {lab.fmt([b for _, b in v], '')}")
+def table4(bb, task, test, **recipe):
+    """{arm: [(PSNR, SSIM) per seed]}: each seed's paper-form prompt (lab.trained with `recipe`),
+    sampled the way the paper samples its arm, scored on `test`."""
+    per_seed = {name: [] for name in bridge.BRIDGES}
+    for name in bridge.BRIDGES:
+        for seed in SEEDS:
+            rows = lab.scores(bb, [lab.trained(bb, task, seed=seed, bridge_name=name, **recipe)], name, bb.t0, test)
+            per_seed[name].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
+    print(f"{bb.name}, {task}, {len(test)} test images, {len(SEEDS)} seeds, T0 {bb.t0}: mean ± 95% interval over seeds")
+    for name, v in per_seed.items():
+        print(f"  {name:<6} PSNR {lab.fmt([a for a, _ in v])}   SSIM {lab.fmt([b for _, b in v], '')}")
+    return per_seed
+
+def plot_table4(per_seed, title):
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, k, label in ((axes[0], 0, "PSNR (dB)"), (axes[1], 1, "SSIM")):
+        for i, name in enumerate(bridge.BRIDGES):
+            vals = [v[k] for v in per_seed[name]]
+            m, h = lab.interval(vals)
+            ax.scatter([i] * len(vals), vals, s=12, alpha=0.6)
+            ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
+        ax.set_xticks(range(3)); ax.set_xticklabels(bridge.BRIDGES); ax.set_xlabel("construction"); ax.set_ylabel(label)
+    axes[0].set_title(f"{title}: each dot a seed, bars the 95% interval", fontsize=9); plt.tight_layout(); plt.show()
+
+def table4_verdicts(per_seed, test):
+    """The paper's order, pair by pair on per-seed differences, in PSNR and SSIM; Fig. 6's gain."""
+    for k, unit in ((0, " dB"), (1, "")):
+        for a, b in (("ebr", "naive"), ("ebr", "ddbm"), ("ddbm", "naive")):
+            d = [x[k] - y[k] for x, y in zip(per_seed[a], per_seed[b])]
+            print(f"paper (Table 4): {a} > {b} ({('PSNR', 'SSIM')[k]}): {lab.fmt(d, unit)} -> {lab.verdict(d)}")
+    degraded = lab.mean([metrics.metrics(d, c) for d, c in test])
+    d = [v[0] - degraded for v in per_seed["naive"]]
+    print(f"paper (Fig. 6): the naive arm enhances its input ({degraded:.2f} dB): {lab.fmt(d)} -> {lab.verdict(d)}")
+
+per_seed = table4(bb, WORLD_TASK, test, steps=STEPS, lr=LR)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(8, 3))
-for ax, k, label in ((axes[0], 0, "PSNR (dB)"), (axes[1], 1, "SSIM")):
-    for i, name in enumerate(bridge.BRIDGES):
-        vals = [v[k] for v in per_seed[name]]
-        m, h = lab.interval(vals)
-        ax.scatter([i] * len(vals), vals, s=12, alpha=0.6)
-        ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
-    ax.set_xticks(range(3)); ax.set_xticklabels(bridge.BRIDGES); ax.set_xlabel("construction"); ax.set_ylabel(label)
-axes[0].set_title(f"{WORLD_TASK}: each dot a seed, bars the 95% interval"); plt.tight_layout(); plt.show()
+plot_table4(per_seed, WORLD_TASK)
 
 # %% [markdown]
 # ### Verdicts on the shapes world
@@ -69,15 +87,7 @@ axes[0].set_title(f"{WORLD_TASK}: each dot a seed, bars the 95% interval"); plt.
 # the naive arm, though sampled on states it never saw, still enhances its input.
 
 # %%
-def diffs(a, b, k=0):
-    return [x[k] - y[k] for x, y in zip(per_seed[a], per_seed[b])]
-
-for a, b in (("ebr", "naive"), ("ebr", "ddbm"), ("ddbm", "naive")):
-    d = diffs(a, b)
-    print(f"paper (Table 4): {a} > {b} (PSNR): {lab.fmt(d)} -> {lab.verdict(d)}")
-degraded = lab.mean([metrics.metrics(d, c) for d, c in test])
-d = [v[0] - degraded for v in per_seed["naive"]]
-print(f"paper (Fig. 6): the naive arm enhances its input ({degraded:.2f} dB): {lab.fmt(d)} -> {lab.verdict(d)}")
+table4_verdicts(per_seed, test)
 
 # %% [markdown]
 # ### Fig. 7 on the shapes world: choosing T0 on validation images
@@ -96,28 +106,9 @@ for seed in SEEDS:
         rows = lab.scores(bb, [lab.trained(bb, WORLD_TASK, seed=seed, bridge_name="ebr", t0=t0, steps=STEPS, lr=LR)], "ebr", t0, val)
         sweep[t0].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
 
-def normalized(i):  # seed i's normalized score of each candidate
-    out = {}
-    for k in (0, 1):
-        vals = [sweep[t][i][k] for t in CANDS]
-        lo, hi = min(vals), max(vals)
-        for t in CANDS:
-            out[t] = out.get(t, 0) + ((sweep[t][i][k] - lo) / (hi - lo) if hi > lo else 1.0) / 2
-    return out
-norm = [normalized(i) for i in range(len(SEEDS))]
+norm = lab.normalized(sweep)
 chosen = max(CANDS, key=lambda t: sum(n[t] for n in norm))
-fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-for ax, label, vals in ((axes[0], "PSNR on val (dB)", lambda t: [v[0] for v in sweep[t]]),
-                        (axes[1], "SSIM on val", lambda t: [v[1] for v in sweep[t]]),
-                        (axes[2], "normalized score (0-1)", lambda t: [n[t] for n in norm])):
-    ms = [lab.interval(vals(t)) for t in CANDS]
-    ax.errorbar(CANDS, [m for m, _ in ms], yerr=[h if h < 1e9 else 0 for _, h in ms], fmt="o-", capsize=4)
-    ax.set(xlabel="T0 (the prompt's training and sampling start)", ylabel=label)
-axes[0].set_title(f"{WORLD_TASK}, {len(SEEDS)} seeds, {N_TEST} val images: mean and 95% interval", fontsize=9)
-plt.tight_layout(); plt.show()
-for t in CANDS:
-    print(f"T0 {t}: PSNR {lab.fmt([v[0] for v in sweep[t]])}  SSIM {lab.fmt([v[1] for v in sweep[t]], '')}  "
-          f"normalized {lab.fmt([n[t] for n in norm], '')}")
+lab.plot_sweep(sweep, norm, f"{WORLD_TASK}, {len(SEEDS)} seeds, {N_TEST} val images: mean and 95% interval")
 rows = lab.scores(bb, [lab.trained(bb, WORLD_TASK, seed=0, bridge_name="ebr", t0=chosen, steps=STEPS, lr=LR)], "ebr", chosen, test)
 print(f"chosen on val: T0 {chosen}; on the test split (seed 0): PSNR {lab.mean(rows, 'psnr'):.2f} dB")
 others = [t for t in CANDS if t != 0.4]
@@ -128,7 +119,7 @@ print(f"paper (Fig. 7): T0 = 0.4 scores best: 0.4 minus the best other {lab.fmt(
 # ## 2. The photos: the states each construction visits, and Table 4 and Fig. 7 on tiny-flux
 #
 # Low light on the photo backbone. The states of each construction first, as images and in
-# numbers (Fig. 3), then one prompt per arm (one training run each, 32 held-out crops).
+# numbers (Fig. 3), then the prompts of each arm over five seeds (32 held-out crops) and the T0 sweep.
 
 # %%
 bb = backbones.load(BACKBONE)
@@ -172,40 +163,20 @@ ax_l.set(xlabel=f"bridge time t (sampling runs from T0 = {T0:g} down to 0)",
 ax_s.legend(); ax_l.legend(); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ### Prompts trained on each construction (Table 4)
+# ### Prompts trained on each construction (Table 4), over seeds
 #
-# One paper-form prompt per construction, the same recipe each (`train.py --paper --bridge=...`:
-# same data, steps, seed and T0). tiny-flux ships them in `prompts/tiny-flux/ablation/<bridge>/`;
-# where they are absent (another backbone), this cell trains short ones for all three with the
-# same `train.train_step`, so that the race stays fair. Every output is the decoded latent of the
-# paper's sampler (`sample.restore` with `decode=extensions.PAPER_DECODE`).
+# Per seed, one paper-form prompt per construction, the same recipe each (`lab.trained`: train.py's
+# step, 600 steps on 128 training pairs drawn with the seed, which also seeds the prompt's init
+# and draws; T0 this backbone's paper-form value). Every output is the decoded latent of the
+# paper's sampler, on all 32 held-out crops.
 
 # %%
-def ablation(bridge_name):
-    return os.path.join("..", "prompts", bb.name, "ablation", bridge_name, f"{TASK}.safetensors")
-
-ALL_SHIPPED = all(os.path.isfile(ablation(n)) for n in bridge.BRIDGES)
-_pool = {}
-
-def trained(bridge_name, t0=T0, steps=None):
-    """The shipped ablation prompt, or (steps given, another T0, or none shipped) a paper-form
-    prompt trained here: train.py's recipe, data seed 0, draws seeded 1."""
-    if ALL_SHIPPED and steps is None and t0 == T0:
-        return bb.load_prompt(ablation(bridge_name))
-    steps = steps or (4 if FAST else 600)
-    if not _pool:  # the training pairs, encoded once
-        pair_list = pairs.make_pairs("photos", TASK, 16 if FAST else 128, size, F_, torch.Generator().manual_seed(0), bb.video)
-        _pool["z"] = train.encode_pairs(bb, pair_list, "encode")
-    zd_, zc_ = _pool["z"]
-    torch.manual_seed(0)
-    p = bb.new_prompt(task=TASK, bridge=bridge_name, t0=t0)
-    opt = torch.optim.AdamW(p.parameters(), lr=bb.train_lr)
-    gens = [torch.Generator().manual_seed(1)]
-    for _ in range(steps):
-        train.train_step(bb, p, opt, train.cached(zd_, zc_, gens, 4, bb.device), gens, bridge_name, t0)
-    return p
-
-test_pairs = pairs.make_pairs("heldout", TASK, 2 if FAST else 0, size, F_, g, bb.video)  # 0: all crops
+T4 = dict(steps=4 if FAST else 600, pool=16 if FAST else 128)
+test_pairs = lab.held_out(bb, TASK, "test", 2 if FAST else 32)
+per_seed_photo = table4(bb, TASK, test_pairs, **T4)
+prompts_ = {name: lab.trained(bb, TASK, seed=0, bridge_name=name, **T4) for name in bridge.BRIDGES}  # seed 0's, kept
+bare = lab.scores(bb, [None], "ebr", T0, test_pairs)
+print(f"  bare backbone (EBR sampler) PSNR {lab.mean(bare, 'psnr'):.2f} dB   SSIM {lab.mean(bare, 'ssim'):.4f}")
 
 def t0_of(p):
     return float(p.meta.get("t0", T0)) if p is not None else T0
@@ -216,26 +187,15 @@ def evaluate(p, bridge_name, t0, decode=extensions.PAPER_DECODE, pair_list=None)
             for d, c in (pair_list or test_pairs)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
 
-results, prompts_ = {}, {}
-results["degraded"] = {k: sum(metrics.metrics(d, c)[k] for d, c in test_pairs) / len(test_pairs) for k in ("psnr", "ssim")}
-for name in bridge.BRIDGES:
-    prompts_[name] = trained(name)
-results["bare backbone (EBR sampler)"] = evaluate(None, "ebr", t0_of(prompts_["ebr"]))
-for name in bridge.BRIDGES:
-    results[f"prompt, {name}"] = evaluate(prompts_[name], name, t0_of(prompts_[name]))
-print(f"{'':<30} {'PSNR':>7} {'SSIM':>7}   ({len(test_pairs)} held-out crops, {TASK}, "
-      f"T0 {t0_of(prompts_['ebr']):g}, the decoded latent)")
-for k, m in results.items():
-    print(f"{k:<30} {m['psnr']:7.2f} {m['ssim']:7.4f}")
-
 # %%
+plot_table4(per_seed_photo, f"{bb.name}, {TASK}")
 d, c = test_pairs[0]
 outs = [("degraded", d)] + [(n, sample.restore(bb, d, [prompts_[n]], n, t0_of(prompts_[n]), extensions.PAPER_DECODE,
                                                progress=False)) for n in bridge.BRIDGES] + [("clean", c)]
 fig, axes = plt.subplots(1, len(outs), figsize=(2.2 * len(outs), 2.4))
 for ax, (n, img) in zip(axes, outs):
     show(ax, img, f"{n}  {psnr(img, c):.1f} dB")
-plt.tight_layout(); plt.show()
+plt.suptitle("seed 0's prompts, one held-out crop", fontsize=9); plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # ### What each construction asks the frozen network to output
@@ -350,39 +310,31 @@ axes[0].set_ylabel("clean share of the signal, b / (1 - sigma)")
 axes[0].legend(fontsize=8); plt.tight_layout(); plt.show()
 
 # %% [markdown]
-# ### Choosing T0 (Fig. 7): min-max normalized aggregate score
+# ### Choosing T0 (Fig. 7): min-max normalized aggregate score, over seeds
 #
-# For each candidate T0 a paper-form EBR prompt is trained (the same short run and seed each) and
-# evaluated with the decoded latent on **validation** crops (of training photos: T0 is a setting,
-# chosen where nothing is scored afterwards); each metric is min-max normalized across the
-# candidates and the normalized scores are averaged (here PSNR and SSIM only: the perceptual
-# metrics need downloaded weights).
+# For each candidate T0 and each seed a paper-form EBR prompt is trained (`lab.trained`: 600
+# steps on 128 training pairs drawn with the seed) and evaluated with the decoded latent on
+# **validation** crops (of training photos: T0 is a setting, chosen where nothing is scored
+# afterwards). Within each seed, each metric is min-max normalized across the candidates and the
+# normalized scores are averaged (here PSNR and SSIM only: the perceptual metrics need downloaded
+# weights); the mean over seeds chooses.
 
 # %%
 cands = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # the paper's candidates (Sec. 4.4)
 val_pairs = lab.held_out(bb, TASK, "val", 4 if FAST else 32)
-sweep = {}
-for t0 in cands:
-    t_start = time.time()
-    p = trained("ebr", t0, steps=(3 if FAST else 600))
-    sweep[t0] = evaluate(p, "ebr", t0, pair_list=val_pairs)
-    print(f"T0={t0}: PSNR {sweep[t0]['psnr']:.2f}  SSIM {sweep[t0]['ssim']:.4f}  ({time.time() - t_start:.0f} s)")
-norm = {}
-for k in ("psnr", "ssim"):
-    vals = [sweep[t][k] for t in cands]
-    lo, hi = min(vals), max(vals)
-    for t in cands:
-        norm.setdefault(t, []).append((sweep[t][k] - lo) / (hi - lo) if hi > lo else 1.0)
-score = {t: sum(v) / len(v) for t, v in norm.items()}
-fig, axes = plt.subplots(1, 3, figsize=(12, 3))
-for ax, label, vals in ((axes[0], "PSNR on validation crops (dB)", [sweep[t]["psnr"] for t in cands]),
-                        (axes[1], "SSIM on validation crops", [sweep[t]["ssim"] for t in cands]),
-                        (axes[2], "normalized score (0-1, higher is better)", [score[t] for t in cands])):
-    ax.plot(cands, vals, "o-"); ax.set(xlabel="T0 (the prompt's training and sampling start)", ylabel=label)
-axes[0].set_title(f"{TASK}, one prompt per T0, {len(val_pairs)} crops", fontsize=9)
-plt.tight_layout(); plt.show()
-print("normalized score:", "  ".join(f"{t}: {score[t]:.3f}" for t in cands))
-print("best T0 on this backbone:", max(score, key=score.get))
+sweep = {t0: [] for t0 in cands}  # per seed: (PSNR, SSIM) on val
+for seed in SEEDS:
+    for t0 in cands:
+        t_start = time.time()
+        p = lab.trained(bb, TASK, seed=seed, bridge_name="ebr", t0=t0, steps=3 if FAST else 600, pool=16 if FAST else 128)
+        rows = lab.scores(bb, [p], "ebr", t0, val_pairs)
+        sweep[t0].append((lab.mean(rows, "psnr"), lab.mean(rows, "ssim")))
+        print(f"seed {seed}, T0={t0}: PSNR {sweep[t0][-1][0]:.2f}  SSIM {sweep[t0][-1][1]:.4f}  ({time.time() - t_start:.0f} s)")
+norm = lab.normalized(sweep)
+lab.plot_sweep(sweep, norm, f"{TASK}, {len(SEEDS)} seeds, {len(val_pairs)} val crops: mean and 95% interval",
+               "validation crops")
+best = max(cands, key=lambda t: sum(n[t] for n in norm))
+print("best T0 on this backbone (mean score over seeds):", best)
 
 # %% [markdown]
 # ### Verdicts (the paper's method)
@@ -390,23 +342,11 @@ print("best T0 on this backbone:", max(score, key=score.get))
 # Computed from the numbers above, whichever way they fall.
 
 # %%
-order = sorted(bridge.BRIDGES, key=lambda n: results[f"prompt, {n}"]["psnr"])
-print("PSNR order on this run, worst to best:", " < ".join(order),
-      "(" + ", ".join(f"{n} {results[f'prompt, {n}']['psnr']:.2f}" for n in order) + " dB)")
-print("paper (Table 4): naive < ddbm < ebr ->", "REPRODUCED" if order == ["naive", "ddbm", "ebr"] else "NOT REPRODUCED")
-ebr_best_ssim = max(bridge.BRIDGES, key=lambda n: results[f"prompt, {n}"]["ssim"]) == "ebr"
-print("paper (Table 4): EBR best in SSIM ->", "REPRODUCED" if ebr_best_ssim else "NOT REPRODUCED")
-print("paper (Table 4): naive lowest ->", "REPRODUCED" if order[0] == "naive" else "NOT REPRODUCED")
-gain = results["prompt, naive"]["psnr"] - results["degraded"]["psnr"]
-print(f"paper (Fig. 6): naive prompts still enhance the input (PSNR {gain:+.2f} dB over degraded) ->",
-      "REPRODUCED" if gain > 0 else "NOT REPRODUCED")
-best = max(score, key=score.get)
-spread = max(sweep[t]["psnr"] for t in cands) - min(sweep[t]["psnr"] for t in cands)
-if spread < 0.3:  # too small a spread between short runs to call a winner
-    print(f"paper (Fig. 7): T0 = 0.4 best -> INCONCLUSIVE (PSNR spread over T0 only {spread:.2f} dB)")
-else:
-    print(f"paper (Fig. 7): T0 = 0.4 best -> {'REPRODUCED' if best == 0.4 else f'NOT REPRODUCED (best here: {best})'}"
-          f" (PSNR spread over T0 {spread:.2f} dB)")
+table4_verdicts(per_seed_photo, test_pairs)
+others = [t for t in cands if t != 0.4]
+margin = [n[0.4] - max(n[t] for t in others) for n in norm]  # 0.4 minus the best other, per seed
+print(f"paper (Fig. 7): T0 = 0.4 best (its score minus the best other's, seed by seed: {lab.fmt(margin, '')}) ->",
+      lab.verdict(margin), f"(best here: {best})")
 
 # %% [markdown]
 # ### Extension (not in the paper): the shipped prompt and its chosen decode
@@ -423,12 +363,13 @@ else:
 (pc,), ext_bridge, ext_t0, ext_decode = sample.prepare(bb, [TASK])  # the shipped prompt, its T0 and decode
 width, gain = extensions.coarse_of(pc)
 form = f"coarse (width {width:g}, gain {gain:g})" if width else "paper form"
-ext = {"paper-form EBR, decoded latent": results["prompt, ebr"],
+ext = {"paper-form EBR, decoded latent": evaluate(prompts_["ebr"], "ebr", t0_of(prompts_["ebr"])),
        "shipped, decoded latent": evaluate(pc, ext_bridge, ext_t0),
        "shipped, its chosen decode": evaluate(pc, ext_bridge, ext_t0, ext_decode)}
 print(f"shipped prompt: {form}, T0 {ext_t0:g}; chosen decode (keep_detail, decoded_above, min_change) = {ext_decode}")
 print(f"{'':<32} {'PSNR':>7} {'SSIM':>7}")
-for k, m in [("degraded", results["degraded"])] + list(ext.items()):
+degraded = {k: lab.mean([metrics.metrics(d, c) for d, c in test_pairs], k) for k in ("psnr", "ssim")}
+for k, m in [("degraded", degraded)] + list(ext.items()):
     print(f"{k:<32} {m['psnr']:7.2f} {m['ssim']:7.4f}")
 d, c = test_pairs[0]
 pics = [("degraded", d),

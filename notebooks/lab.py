@@ -175,6 +175,38 @@ def verdict(differences, level=0.95):
     return "INCONCLUSIVE"
 
 
+def normalized(sweep):
+    """Fig. 7's score, seed by seed: {T0: [(PSNR, SSIM) per seed]} -> [{T0: score} per seed]; within
+    a seed each metric is min-max scaled to [0, 1] across the candidates, and the two averaged."""
+    out = []
+    for i in range(len(next(iter(sweep.values())))):
+        score = dict.fromkeys(sweep, 0.0)
+        for k in (0, 1):
+            lo, hi = min(v[i][k] for v in sweep.values()), max(v[i][k] for v in sweep.values())
+            for t in sweep:
+                score[t] += ((sweep[t][i][k] - lo) / (hi - lo) if hi > lo else 1.0) / 2
+        out.append(score)
+    return out
+
+
+def plot_sweep(sweep, norm, title, where="val"):
+    """Fig. 7: PSNR, SSIM and the normalized score against T0, mean and 95% interval over seeds."""
+    import matplotlib.pyplot as plt  # only the notebooks draw
+    cands = list(sweep)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    for ax, label, vals in ((axes[0], f"PSNR on {where} (dB)", lambda t: [v[0] for v in sweep[t]]),
+                            (axes[1], f"SSIM on {where}", lambda t: [v[1] for v in sweep[t]]),
+                            (axes[2], "normalized score (0-1, higher is better)", lambda t: [n[t] for n in norm])):
+        ms = [interval(vals(t)) for t in cands]
+        ax.errorbar(cands, [m for m, _ in ms], yerr=[h if h < 1e9 else 0 for _, h in ms], fmt="o-", capsize=4)
+        ax.set(xlabel="T0 (the prompt's training and sampling start)", ylabel=label)
+    axes[0].set_title(title, fontsize=9)
+    plt.tight_layout(); plt.show()
+    for t in cands:
+        print(f"T0 {t}: PSNR {fmt([v[0] for v in sweep[t]])}  SSIM {fmt([v[1] for v in sweep[t]], '')}  "
+              f"normalized {fmt([n[t] for n in norm], '')}")
+
+
 def fmt(values, unit=" dB"):
     m, h = interval(values)
     return f"{m:.2f} ± {h:.2f}{unit}" if math.isfinite(h) else f"{m:.2f}{unit} (one seed)"
