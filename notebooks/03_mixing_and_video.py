@@ -3,12 +3,11 @@
 #
 # Mixed degradations need no new training (Sec. 3.3): at every sampler step the velocities
 # predicted under each task's prompt are averaged, all prompts in one batched backbone call
-# (`sample.velocity`). A mix is one sampler run at one T0, so the prompts mixed here were trained at
-# the same T0: the paper-form haze prompt and the rain prompt (shipped in the paper's form), both
-# with the paper's method (`sample.prepare(..., paper=True)`: EBR sampler, the decoded latent).
-# First on the shapes world (notebook 00), over 5 training seeds; then on the photo backbone; then
-# a degraded clip restored with the video backbone (Wan's classes), with a look at frame-to-frame
-# consistency.
+# (`sample.velocity`). A mix is one sampler run at one T0, so the two prompts mixed here are
+# trained alike: the same T0, steps and data pool (`lab.trained`, the paper's method: EBR, the
+# decoded latent). First on the shapes world (notebook 00), then on the photo backbone, each over
+# 5 training seeds; then a degraded clip restored with the video backbone (Wan's classes), with a
+# look at frame-to-frame consistency.
 
 # %%
 BACKBONE = None        # image backbone: None (tiny-flux) or "flux"
@@ -18,7 +17,7 @@ sys.path.insert(0, os.path.abspath(".."))  # the repo's own modules
 import torch
 import matplotlib.pyplot as plt
 import backbones, lab, metrics, sample
-from data import degrade, media, photos
+from data import degrade, media
 from lab import FAST, N_TEST, SEEDS, STEPS, WORLD, psnr, show  # the notebooks' shared opening
 
 # %% [markdown]
@@ -31,54 +30,46 @@ from lab import FAST, N_TEST, SEEDS, STEPS, WORLD, psnr, show  # the notebooks' 
 # %%
 bb = backbones.load(WORLD)  # tiny-shapes (notebook 00)
 LR, _ = lab.learning_rate(bb)  # chosen on val (notebook 00)
-test = lab.held_out(bb, "rain", "test", N_TEST)
-g = torch.Generator().manual_seed(7)
-both = [(degrade.degrade("rain", degrade.degrade("haze", c, g), g), c) for _, c in test]
-mixing = {k: [] for k in ("haze prompt", "rain prompt", "mixed")}
-for seed in SEEDS:
-    ph, pr = (lab.trained(bb, t, seed=seed, bridge_name="ebr", steps=STEPS, lr=LR) for t in ("haze", "rain"))
-    for k, ps in (("haze prompt", [ph]), ("rain prompt", [pr]), ("mixed", [ph, pr])):
-        mixing[k].append(lab.mean(lab.scores(bb, ps, "ebr", bb.t0, both)))
-print(f"haze+rain input: {lab.mean([metrics.metrics(d, c) for d, c in both]):.2f} dB")
-for k, v in mixing.items():
-    print(f"  {k:<12} PSNR {lab.fmt(v)}")
-d = [m - max(h, r) for m, h, r in zip(mixing["mixed"], mixing["haze prompt"], mixing["rain prompt"])]
-print(f"paper (Sec. 3.3): the mix beats the better single prompt: {lab.fmt(d)} -> {lab.verdict(d)}")
+
+def mixing(bb, test, **recipe):
+    """{single prompts and their mix: [PSNR per seed]} on `test`'s clean images with haze and then
+    rain; per seed a haze and a rain prompt, each trained alone (lab.trained with `recipe`)."""
+    g = torch.Generator().manual_seed(7)
+    both = [(degrade.degrade("rain", degrade.degrade("haze", c, g), g), c) for _, c in test]
+    out = {k: [] for k in ("haze prompt", "rain prompt", "mixed")}
+    for seed in SEEDS:
+        ph, pr = (lab.trained(bb, t, seed=seed, bridge_name="ebr", **recipe) for t in ("haze", "rain"))
+        for k, ps in (("haze prompt", [ph]), ("rain prompt", [pr]), ("mixed", [ph, pr])):
+            out[k].append(lab.mean(lab.scores(bb, ps, "ebr", bb.t0, both)))
+    print(f"{bb.name}, {len(test)} test images, haze+rain input: {lab.mean([metrics.metrics(d, c) for d, c in both]):.2f} dB")
+    for k, v in out.items():
+        print(f"  {k:<12} PSNR {lab.fmt(v)}")
+    d = [m - max(h, r) for m, h, r in zip(out["mixed"], out["haze prompt"], out["rain prompt"])]
+    print(f"paper (Sec. 3.3): the mix beats the better single prompt: {lab.fmt(d)} -> {lab.verdict(d)}")
+    return out, both
+
+mixed_world, _ = mixing(bb, lab.held_out(bb, "rain", "test", N_TEST), steps=STEPS, lr=LR)
 
 # %% [markdown]
-# ## 2. The photos: the shipped paper-form haze and rain prompts mixed on tiny-flux
+# ## 2. The photos: haze and rain prompts mixed on tiny-flux
 #
-# Held-out crops with haze and then rain; one prompt each (no seeds: these words rest on one run).
+# The same on all 32 held-out crops, each prompt trained as notebook 02's (600 steps on 128
+# training pairs of its seed, at this backbone's paper-form T0). The pictures: seed 0's prompts.
 
 # %%
 bb = backbones.load(BACKBONE)
-TASKS = ["haze", "rain"]
-runs = {f"{t} prompt": sample.prepare(bb, [t], paper=True) for t in TASKS}
-runs["mixed (averaged v)"] = sample.prepare(bb, TASKS, paper=True)  # raises if the two T0 differ
-for t in TASKS:
-    (p,), br, t0, _ = runs[f"{t} prompt"]
-    print(f"{t}: {os.path.relpath(sample.prompt_path(bb, t, paper=True), '..')}, bridge {br}, trained at T0 {t0:g}")
-_, mix_bridge, mix_t0, mix_decode = runs["mixed (averaged v)"]
-print(f"mix: one {mix_bridge} sampler run at T0 {mix_t0:g}, decode {mix_decode} (the decoded latent)")
-
-crops = photos.eval_crops(bb.train_size)[:2 if FAST else 4]
-rows = []
-for i, (name, clean) in enumerate(crops):
-    g = torch.Generator().manual_seed(i)
-    both = degrade.degrade("rain", degrade.degrade("haze", clean, g), g)
-    outs = {"haze+rain input": both}
-    for k, (ps, br, t0, decode) in runs.items():
-        outs[k] = sample.restore(bb, both, ps, br, t0, decode, progress=False)
-    outs["clean"] = clean
-    rows.append(outs)
-fig, axes = plt.subplots(len(rows), 5, figsize=(11, 2.3 * len(rows)))
-for r, outs in enumerate(rows):
-    for c, (k, img) in enumerate(outs.items()):
-        show(axes[r, c], img, f"{k}\n{psnr(img, outs['clean']):.1f} dB")
+RECIPE = dict(steps=4 if FAST else 600, pool=16 if FAST else 128)
+mixed_photo, both = mixing(bb, lab.held_out(bb, "rain", "test", 4 if FAST else 32), **RECIPE)
+ph, pr = (lab.trained(bb, t, seed=0, bridge_name="ebr", **RECIPE) for t in ("haze", "rain"))
+cols = {"haze+rain input": [d for d, _ in both[:4]]}
+for k, ps in (("haze prompt", [ph]), ("rain prompt", [pr]), ("mixed (averaged v)", [ph, pr])):
+    cols[k] = lab.restored(bb, ps, "ebr", bb.t0, both[:4])
+cols["clean"] = [c for _, c in both[:4]]
+fig, axes = plt.subplots(len(cols["clean"]), len(cols), figsize=(11, 2.3 * len(cols["clean"])))
+for c, (k, imgs) in enumerate(cols.items()):
+    for r, img in enumerate(imgs):
+        show(axes[r, c], img, (f"{k}\n" if r == 0 else "") + f"{psnr(img, cols['clean'][r]):.1f} dB")
 plt.tight_layout(); plt.show()
-m = {k: sum(psnr(o[k], o["clean"]) for o in rows) / len(rows) for k in list(rows[0])[:-1]}
-for k, v in m.items():
-    print(f"{k:>20}: mean PSNR {v:.2f} dB")
 
 # %% [markdown]
 # ## 3. A degraded clip, restored with the video backbone
@@ -134,21 +125,12 @@ for k, v in clips:
     print(f"{k:>37}: {ps}mean frame-to-frame change {sum(f) / len(f):.4f}")
 
 # %% [markdown]
-# ## Verdicts on the photos and the clip
+# ## Verdicts on the clip
 #
-# Computed from this run's numbers (the paper's method; the extension row is not used).
+# Computed from this run's numbers (the paper's method; the extension row is not used). The
+# mixing verdicts are printed with their tables above.
 
 # %%
-single = max(m[f"{t} prompt"] for t in TASKS)
-mixed_ = m["mixed (averaged v)"]
-print(f"mixed {mixed_:.2f} dB vs best single prompt {single:.2f} dB vs input {m['haze+rain input']:.2f} dB")
-if mixed_ > single and mixed_ > m["haze+rain input"]:
-    verdict = "REPRODUCED (the mix beats each single prompt)"
-elif mixed_ > m["haze+rain input"]:
-    verdict = "NOT REPRODUCED (the mix restores, but does not beat the best single prompt)"
-else:
-    verdict = "NOT REPRODUCED (the mix is not above the input)"
-print("paper (Sec. 3.3): averaging two prompts' velocities restores a mixed degradation ->", verdict)
 gains = [a - b for a, b in zip(per_frame(restored), per_frame(clip_deg))]
 print(f"restored - degraded PSNR per frame: min {min(gains):+.2f}, mean {sum(gains) / len(gains):+.2f} dB")
 print("paper (video restoration with Wan): the restored clip is above the degraded one on every frame ->",
