@@ -192,9 +192,10 @@ for k, words in tally.items():
 # %% [markdown]
 # ### What this shows on the tiny backbones
 #
-# The verdicts printed above are this run's. A tiny backbone pre-trained on 65 photos is a weak
-# prior, so this measures what such a prior buys, not what FLUX's or Wan's would: the paper
-# compares its FLUX and Wan prompts with restoration networks trained on large datasets. Run it
-# with `BACKBONE = "flux"` or `"wan"` and their weights to test the claim there (the classical
-# methods need no weights; train the U-Net first at the backbone's crop size with
-# `python baselines.py --backbone=flux --task=T --out=prompts/flux/baselines`).
+# The verdicts printed above are this run's. Part 1 asks what a prior that knows its small world
+# buys (5 seeds each); part 2 what a tiny photo prior pre-trained on 65 photos buys, with one
+# shipped paper-form prompt per task (1,500 steps), not seeds. Neither measures what FLUX's or
+# Wan's prior would: the paper compares its FLUX and Wan prompts with restoration networks
+# trained on large datasets. Run it with `BACKBONE = "flux"` or `"wan"` and their weights to test
+# the claim there (the classical methods need no weights; train the U-Net first at the backbone's
+# crop size with `python baselines.py --backbone=flux --task=T --out=prompts/flux/baselines`).
