@@ -143,7 +143,9 @@ print(f"frame-to-frame change: restored {sum(fr) / len(fr):.4f} vs clean {sum(fc
 # ## What this shows on the tiny backbones
 #
 # The verdicts printed above are this run's; read them with the pictures, since PSNR can rise
-# from a colour correction alone while streaks stay visible. Velocity averaging is exact
+# from a colour correction alone while streaks stay visible (in this run, on both worlds, the mix
+# lands between its two prompts, below the haze prompt alone; on the photos every output keeps the
+# streaks, the rain prompt's dimmer). Velocity averaging is exact
 # arithmetic, but whether the average of two prompts' velocities restores both degradations
 # depends on the backbone: the paper shows it on FLUX (CDD haze+snow, LOLBlur). A restored clip that changes more from frame to
 # frame than the clean clip flickers (a rainy input already changes more than its clean clip:
