@@ -84,7 +84,7 @@ def message(e, path):
 
 def show_input(path):
     """On upload: the input in the photo or the clip pair, last results cleared."""
-    clip = bool(path) and media.is_video(path)
+    clip = bool(path) and media.file_kind(path) != "image"
     photo = path if path and not clip else None
     if photo:
         try:
@@ -107,10 +107,10 @@ def restore(file, task_names, steps, t0, seed, paper=False, progress=gr.Progress
     # (the sliders' bounds and the task choices are checked by gradio, for the API too)
     out_dir, notes = None, len(media.NOTES)
     try:
-        clip = media.is_video(file)
+        clip = media.file_kind(file) != "image"
         media.check_size(file, max_pixels, max_gif_pixels, "python app.py --")
         # a photo or a GIF read whole; any other clip a window at a time, as sample.py does
-        x, fps = media.read_video(file) if media.is_gif(file) else (None if clip else media.read_image(file), None)
+        x, fps = media.read_video(file) if media.file_kind(file) == "gif" else (None if clip else media.read_image(file), None)
         bb = get_backbone(clip)
         prompts, bridge_name, t0, decode = sample.prepare(bb, task_names, bool(paper), t0=float(t0))
         # a folder of its own per request: two people restoring "photo.png" never share a file

@@ -151,11 +151,11 @@ class Backbone:
         if self.text is None:
             raise RuntimeError("load the backbone with keep_text_encoder=True to encode text")
         tok, enc, length = self.text
-        ctx, mask = t5_context(tok, enc, texts, length, self.zero_pad_text, embeds)
+        ctx, mean = t5_context(tok, enc, texts, length, self.zero_pad_text, embeds)
         if self.video:
             return dict(context=ctx, pooled=None)
         if self.clip is None:  # the tiny FLUX: the mean of its T5 states
-            return dict(context=ctx, pooled=tiny_pooled(ctx, mask))
+            return dict(context=ctx, pooled=mean)
         # FLUX: CLIP's pooled output of the same texts; token-space prompting tunes T5's input alone
         texts = list(texts) if texts is not None else [""] * len(ctx)
         return dict(context=ctx, pooled=clip_pooled(*self.clip, texts))
@@ -192,33 +192,26 @@ class FluxBackbone(Backbone):
             return self.vae.decode(z.contiguous(memory_format=torch.channels_last)).sample.float().contiguous()
 
     @staticmethod
-    def pack(z):  # [B, C, H, W] -> [B, H/2 * W/2, 4C]
-        b, c, h, w = z.shape
-        return z.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
-
-    @staticmethod
-    def unpack(x, h, w):  # inverse of pack
-        b, _, d = x.shape
-        return x.view(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, d // 4, h, w)
-
-    @staticmethod
-    def image_ids(h, w, device):  # row in channel 1, column in channel 2
-        ids = torch.zeros(h // 2, w // 2, 3, device=device)
-        ids[..., 1] = torch.arange(h // 2, device=device)[:, None]
-        ids[..., 2] = torch.arange(w // 2, device=device)[None, :]
-        return ids.reshape(-1, 3)
+    def packed_call(tf, x, t, ctx, pooled, guidance=None):
+        """FLUX's transformer `tf` on latents x [B, C, H, W]: 2x2 patches packed into tokens
+        [B, H/2 * W/2, 4C], each with its (0, row, column) id, the text tokens with zero ids;
+        the output unpacked back to [B, C, H, W]."""
+        b, c, h, w = x.shape
+        tokens = x.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, h * w // 4, c * 4)
+        ids = torch.zeros(h // 2, w // 2, 3, device=x.device)
+        ids[..., 1] = torch.arange(h // 2, device=x.device)[:, None]
+        ids[..., 2] = torch.arange(w // 2, device=x.device)[None, :]
+        out = tf(hidden_states=tokens, encoder_hidden_states=ctx, pooled_projections=pooled, timestep=t,
+                 img_ids=ids.reshape(-1, 3), txt_ids=torch.zeros(ctx.shape[1], 3, device=x.device),
+                 guidance=guidance, return_dict=False)[0]
+        d = out.shape[-1]
+        return out.view(b, h // 2, w // 2, d // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, d // 4, h, w)
 
     def _call(self, x, sigma, ctx, pooled):
-        h, w = x.shape[-2:]
         # the release puts 1000 t on the grid 1000..1; the transformer multiplies by 1000 itself
         t = (sigma * 1000).round().clamp(1, 1000) / 1000
         guidance = torch.ones_like(t) if self.transformer.config.guidance_embeds else None
-        out = self.transformer(
-            hidden_states=self.pack(x), encoder_hidden_states=ctx,
-            pooled_projections=pooled, timestep=t.to(self.dtype),
-            img_ids=self.image_ids(h, w, x.device), txt_ids=torch.zeros(ctx.shape[1], 3, device=x.device),
-            guidance=guidance, return_dict=False)[0]
-        return self.unpack(out, h, w)
+        return self.packed_call(self.transformer, x, t.to(self.dtype), ctx, pooled, guidance)
 
 
 class WanBackbone(Backbone):
@@ -299,9 +292,9 @@ def draw(bb, text, size, frames=1, seed=0, steps=0, guidance=0.0):
 # --------------------------------------------------------------------------- text encoders
 
 def t5_context(tokenizer, encoder, texts, length, zero_pad, embeds=None):
-    """T5/UMT5 last hidden states at `length` tokens, of texts or of token embeddings.
-    Wan cuts each text to its true length and zero-pads back (zero_pad=True); FLUX keeps the
-    pad tokens' states (and gives the encoder no mask)."""
+    """(T5/UMT5 last hidden states at `length` tokens, of texts or of token embeddings; their mean
+    over the real tokens). Wan cuts each text to its true length and zero-pads back
+    (zero_pad=True); FLUX keeps the pad tokens' states (and gives the encoder no mask)."""
     dev = next(encoder.parameters()).device
     if embeds is None:
         tok = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True,
@@ -311,9 +304,10 @@ def t5_context(tokenizer, encoder, texts, length, zero_pad, embeds=None):
     else:
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=dev)
     h = encoder(inputs_embeds=embeds, attention_mask=mask if zero_pad else None).last_hidden_state
+    m = mask[..., None].to(h.device, h.dtype)
     if zero_pad:
-        h = h * mask[..., None].to(h.device, h.dtype)
-    return h, mask
+        h = h * m
+    return h, (h * m).sum(1) / m.sum(1).clamp(min=1)  # the tiny FLUX's pooled vector (it has no CLIP)
 
 
 def _folder_kind(path):
@@ -412,14 +406,14 @@ def load(backbone=None, video=False, device=None, keep_text_encoder=False, vae_d
                                  torch_dtype=dtype), device, storage).eval()
     length = min(CONTEXT_LEN["flux" if flux else "wan"], tok.model_max_length)
     with torch.no_grad():  # the null context is computed once, with no graph
-        context, mask = t5_context(tok, enc, [""], length, zero_pad=not flux)
+        context, mean = t5_context(tok, enc, [""], length, zero_pad=not flux)
         clip, pooled = None, None
         if flux and (os.path.isdir(os.path.join(where, "text_encoder")) or not os.path.isdir(where)):
             clip = (_pretrained(CLIPTokenizer, where, "tokenizer"),
                     offloaded(_pretrained(CLIPTextModel, where, "text_encoder", torch_dtype=dtype), device, storage).eval())
             pooled = clip_pooled(*clip, [""])  # FLUX's pooled vector: CLIP's pooled output
         elif flux:
-            pooled = tiny_pooled(context, mask)  # the tiny default has no CLIP
+            pooled = mean  # the tiny default has no CLIP
     text = (tok, enc.requires_grad_(False), length)
     if not keep_text_encoder:
         text = enc = clip = None
@@ -494,9 +488,3 @@ def clip_pooled(tokenizer, clip, texts):
     dev = next(clip.parameters()).device
     ids = tokenizer(list(texts), padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     return clip(ids.to(dev), output_hidden_states=False).pooler_output
-
-
-def tiny_pooled(hidden, mask):
-    """Pooled vector of the tiny FLUX (no CLIP): the mean of the T5 states over real tokens."""
-    m = mask[..., None].to(hidden.device, hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)

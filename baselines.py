@@ -29,6 +29,7 @@ from tqdm import tqdm
 import backbones
 import metrics
 from data import dataset, degrade, media, pairs
+from plumbing import checkpoint
 from plumbing.cli import fail, parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -387,19 +388,12 @@ def main():
     gens = [torch.Generator().manual_seed(seed + 1 + 1000 * j) for j in range(accum)]
     start, log = 0, []
     if resume and os.path.isfile(ckpt_path):
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ck = checkpoint.load(ckpt_path, "net", "baselines.py")
         if len(ck["rng"]) != accum or tuple(ck["config"]["widths"]) != net.widths:
             fail(f"{ckpt_path} was made with --accum={len(ck['rng'])} and --widths={tuple(ck['config']['widths'])}; "
                  f"this run has {accum} and {net.widths}")
-        was_cached = ck["config"]["cache_pairs"]
-        if was_cached != cache_pairs:
-            fail(f"{ckpt_path} was trained on " + ("a pool; resume it with --cache_pairs" if was_cached
-                                                   else "streamed data; resume it without --cache_pairs"))
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["optimizer"])
-        for g, s in zip(gens, ck["rng"]):
-            g.set_state(s)
-        start, log = ck["step"], ck["log"]
+        start, log = checkpoint.resume(ck, ckpt_path, "net", net, opt, gens, ck["rng"], "cache_pairs", cache_pairs,
+                                       "a pool")
         print(f"resumed from {ckpt_path} at step {start}")
     elif resume:
         print(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
@@ -409,10 +403,8 @@ def main():
                 batch=batch, accum=accum, cache_pairs=cache_pairs, pool=pool)
 
     def save(step):
-        state = dict(net=net.state_dict(), optimizer=opt.state_dict(), rng=[g.get_state() for g in gens],
-                     step=step, log=log, config=dict(meta, widths=list(net.widths)))
-        media.atomic(ckpt_path, lambda tmp: torch.save(state, tmp),
-                     lambda tmp: torch.load(tmp, map_location="cpu", weights_only=True))
+        checkpoint.save(ckpt_path, "net", net, opt, [g.get_state() for g in gens], step, log,
+                        dict(meta, widths=list(net.widths)))
         save_unet(net, os.path.join(out, f"{task}.safetensors"), steps=step, **meta)
 
     t_train = time.time()
@@ -429,9 +421,7 @@ def main():
         if (step + 1) % val_every == 0 or step + 1 == steps:
             net.eval()
             rec = torch.stack([restore_unet(net, d) for d in vd])
-            q = metrics.quantize
-            val = sum(metrics.psnr(q(r), q(c)) for r, c in zip(rec, vc)) / len(rec)
-            base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(vd, vc)) / len(vd)
+            val, base = metrics.mean_psnr(rec, vc), metrics.mean_psnr(vd, vc)
             tqdm.write(f"step {step + 1}: loss {sum(log[-50:]) / len(log[-50:]):.5f}, val PSNR {val:.2f} dB "
                        f"(degraded {base:.2f} dB), {time.time() - t_train:.0f} s")
             media.write_sheet(os.path.join(out, f"{task}_val.png"), list(zip(vd, rec, vc))[:4])

@@ -271,7 +271,7 @@ def main_arch():
     hb, wb, fb = (hr, wr, 2 * fr - 1) if bb.video else (hr, 2 * wr, 1)
     big = torch.rand((3, fb, hb, wb) if bb.video else (3, hb, wb), generator=g)
     # a long clip is restored window by window (sample.restore), each window whole
-    wins = len(tiles.frame_windows(fb, bb.window)) if bb.video else 1
+    wins = len(tiles.frame_windows(fb, bb.window)[0]) if bb.video else 1
     sizes, boxes, _ = tiles.layout(bb.latent_shape(hb, wb, fr if bb.video else 1)[1:], 
                                    sample.tile_sizes(bb, (1,) + bb.latent_shape(hb, wb, fr if bb.video else 1)))
     chunk = 16  # sample.py's default

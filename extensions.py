@@ -86,17 +86,13 @@ def prompted(bb, p, z_t, sigma):
 
 # ------------------------------------------------------------------------------- the decode
 
-def decode_of(p):
-    """The decode chosen for a prompt (choose_decode.py): (keep_detail, decoded_above,
-    min_change), each None where none was chosen."""
-    return tuple(None if p.meta.get(k) is None else float(p.meta[k]) for k in DECODE_KEYS)
-
-
 def decode_settings(kind, prompts, keep_detail=-1.0, decoded_above=-1.0, min_change=-1.0):
     """The decode a restore uses: each option where given (>= 0), else the prompts' own choice,
     else the backbone kind's default keep_detail and 0, 0. A mix takes the smallest of each (0:
-    none), which passes the most of every prompt's change."""
-    own = [decode_of(p) for p in prompts if p is not None] or [(None, None, None)]
+    none), which passes the most of every prompt's change. A prompt's own: the decode
+    choose_decode.py chose for it, kept in its file (None where none was chosen)."""
+    own = [tuple(None if p.meta.get(k) is None else float(p.meta[k]) for k in DECODE_KEYS)
+           for p in prompts if p is not None] or [(None, None, None)]
     if keep_detail < 0:
         keep_detail = min(defaults(kind).get("keep_detail", 0.0) if k is None else k for k, _, _ in own)
     if decoded_above < 0:

@@ -29,6 +29,12 @@ def psnr(a255, b255):
     return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
+def mean_psnr(outs, refs):
+    """The mean PSNR (dB) of images in [0, 1] against their references, both uint8-quantized: a
+    training run's validation line (train.py, baselines.py)."""
+    return sum(psnr(quantize(o), quantize(r)) for o, r in zip(outs, refs)) / len(outs)
+
+
 def _gauss_window(size=11, sigma=1.5):
     """The 1-D Gaussian whose outer product is SSIM's 11x11 window: two 1-D passes give the same
     sums as one 2-D pass at a fifth of the cost (choose_decode.py scores a hundred decodes a pair)."""

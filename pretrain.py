@@ -257,9 +257,9 @@ def transformer_loss(tf, z, ctx, pooled, idx, g, call):
 @torch.no_grad()
 def caption_contexts(parts, captions, zero_pad):
     """Context (and tiny pooled vector) of the null text (index 0) and every caption, computed once."""
-    ctx, mask = backbones.t5_context(parts["tokenizer"], parts["text_encoder"], [""] + captions,
-                                     tiny.TEXT_LEN, zero_pad)
-    return ctx.to(device), backbones.tiny_pooled(ctx, mask).to(device)
+    ctx, pooled = backbones.t5_context(parts["tokenizer"], parts["text_encoder"], [""] + captions,
+                                       tiny.TEXT_LEN, zero_pad)
+    return ctx.to(device), pooled.to(device)
 
 
 @torch.no_grad()
@@ -301,19 +301,11 @@ def pretrain_flux(folder, wdir, names):
     vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
     z64, z128 = lat["z64"].to(device), lat["z128"].to(device)
     ctx, pooled = caption_contexts(parts, list(names.values()), zero_pad=False)
-    ids_txt = torch.zeros(tiny.TEXT_LEN, 3, device=device)
-
-    def call(tf_, x, t, c, p):
-        h, w = x.shape[-2:]
-        out_ = tf_(hidden_states=backbones.FluxBackbone.pack(x), encoder_hidden_states=c, pooled_projections=p,
-                   timestep=t, img_ids=backbones.FluxBackbone.image_ids(h, w, x.device), txt_ids=ids_txt,
-                   return_dict=False)[0]
-        return backbones.FluxBackbone.unpack(out_, h, w)
 
     def tf_step(step, g):
         z, ids, n = (z64, bank["ids64"], tf_batch) if step % 2 == 0 else (z128, bank["ids128"], max(1, tf_batch // 4))
         pick = torch.randint(len(z), (n,), generator=g)
-        return transformer_loss(tf, z[pick.to(device)], ctx, pooled, ids[pick], g, call)
+        return transformer_loss(tf, z[pick.to(device)], ctx, pooled, ids[pick], g, backbones.FluxBackbone.packed_call)
 
     print(f"[tiny-flux] 4/5 transformer, {steps_tf} steps")
     tlog = fit("transformer", tf, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"))
@@ -407,18 +399,15 @@ def pretrain_shapes(folder, wdir, _names):
     lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
     vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
     z = lat["z"].to(device)
-    tok = parts["tokenizer"](["", *bank["captions"]], padding="max_length", max_length=tiny.SHAPES_TEXT_LEN,
-                             truncation=True, return_tensors="pt")
-    ids, mask = tok.input_ids.to(device), tok.attention_mask.to(device)  # row 0: the null text
-    ids_txt = torch.zeros(tiny.SHAPES_TEXT_LEN, 3, device=device)
+    texts = ["", *bank["captions"]]  # row 0: the null text
     both = torch.nn.ModuleDict(dict(transformer=tf, text_encoder=enc))  # one optimizer for the two
 
     def tf_step(step, g):
         n = shapes_tf_batch
         pick = torch.randint(len(z), (n,), generator=g)
         row = torch.where(torch.rand(n, generator=g) < caption_dropout, 0, pick + 1).to(device)
-        ctx = enc(input_ids=ids[row]).last_hidden_state  # FLUX gives T5 no mask (t5_context)
-        pooled = backbones.tiny_pooled(ctx, mask[row])
+        ctx, pooled = backbones.t5_context(parts["tokenizer"], enc, [texts[i] for i in row.tolist()],
+                                           tiny.SHAPES_TEXT_LEN, zero_pad=False)  # with gradient: enc trains
         x0 = z[pick.to(device)]
         t = torch.where(torch.rand(n, generator=g) < 0.5, torch.sigmoid(torch.randn(n, generator=g)),
                         torch.rand(n, generator=g))
@@ -426,11 +415,8 @@ def pretrain_shapes(folder, wdir, _names):
         eps = torch.randn(x0.shape, generator=g).to(device)
         tb = t.view(-1, 1, 1, 1)
         xt = (1 - tb) * x0 + tb * eps
-        h, w = x0.shape[-2:]
-        F_ = backbones.FluxBackbone
-        v = tf(hidden_states=F_.pack(xt), encoder_hidden_states=ctx, pooled_projections=pooled, timestep=t,
-               img_ids=F_.image_ids(h, w, device), txt_ids=ids_txt, return_dict=False)[0]
-        return (F_.unpack(v, h, w).float() - (eps - x0)).square().mean()
+        v = backbones.FluxBackbone.packed_call(tf, xt, t, ctx, pooled)
+        return (v.float() - (eps - x0)).square().mean()
 
     print(f"[tiny-shapes] 4/5 transformer and text encoder, {steps_tf} steps")
     tlog = fit("transformer", both, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"),

@@ -58,28 +58,21 @@ low_memory = False    # the frozen transformer in 4 bits (lowbits.LOW_MEMORY), t
 ALIASES = {"bridge": "bridge_name"}
 
 
-def prompt_path(bb, name, paper=False, prompts_dir=PROMPTS):
-    """A task name or a file -> the file: <prompts_dir>/<backbone>/<task>.safetensors, with paper
-    its paper-form twin in <...>/paper/ where the backbone ships one."""
-    if os.path.isfile(name):
-        return name
-    folder = os.path.join(prompts_dir, bb.name)
-    own = os.path.join(folder, "paper", f"{name}.safetensors")
-    return own if paper and os.path.isfile(own) else os.path.join(folder, f"{name}.safetensors")
-
-
 def prepare(bb, names, paper=False, bridge_name="", t0=0.0, keep_detail=-1.0, decoded_above=-1.0,
             min_change=-1.0, prompts_dir=PROMPTS):
     """Task names or files -> (prompts, bridge, T0, decode): what restore() takes besides the input.
     Each prompt is checked as it loads (with paper: the paper's form only). A mix is one sampler
-    run: its prompts share a bridge and a T0 unless they are passed."""
-    prompts = []
+    run: its prompts share a bridge and a T0 unless they are passed. A task name is the file
+    <prompts_dir>/<backbone>/<task>.safetensors, with paper its paper-form twin in <...>/paper/
+    where the backbone ships one."""
+    prompts, folder = [], os.path.join(prompts_dir, bb.name)
     for name in names:
-        path = prompt_path(bb, name, paper, prompts_dir)
+        own = os.path.join(folder, "paper", f"{name}.safetensors")
+        path = name if os.path.isfile(name) else own if paper and os.path.isfile(own) else \
+            os.path.join(folder, f"{name}.safetensors")
         if not os.path.isfile(path):
             if name.endswith((".safetensors", ".pt")) or os.sep in name:
                 raise media.InputError(f"prompt file not found: {name}")
-            folder = os.path.join(prompts_dir, bb.name)
             have = sorted(f[:-12] for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
             raise media.InputError(f"unknown task {name!r} for {bb.name}: known tasks are {', '.join(have) or 'none'} "
                                    f"(in {folder}); train one with python train.py --task={name}")
@@ -217,8 +210,8 @@ def restore(bb, x, prompts, bridge_name, t0, decode=extensions.PAPER_DECODE, win
         if not decode[0]:  # the paper: the decoded latent as it is
             return out
         return extensions.apply_decode(x, out, from_latents(bb, y, x), *decode)  # extension: the input's detail kept
-    origins = tiles.frame_windows(x.shape[1], size)
-    r = tiles.ramp(len(origins), size, max(1, (size - 1) // 8)).to(x.device)
+    origins, r = tiles.frame_windows(x.shape[1], size)
+    r = r.to(x.device)
     acc, norm = torch.zeros_like(x), torch.zeros(x.shape[1], device=x.device)
     for o in origins:
         y = restore(bb, x[:, o:o + size], prompts, bridge_name, t0, decode, window, f"{desc} frames {o}-{o + size - 1}", **sampler)
@@ -238,8 +231,7 @@ def restore_windows(bb, read, n, prompts, bridge_name, t0, decode=extensions.PAP
             yield restore(bb, read(i, chunk if not bb.video else n), prompts, bridge_name, t0, decode, window, desc,
                           **sampler)
         return
-    origins = tiles.frame_windows(n, size)
-    r = tiles.ramp(len(origins), size, max(1, (size - 1) // 8))
+    origins, r = tiles.frame_windows(n, size)
     acc = norm = None  # frames [lo, lo + acc.shape[1]) still to be written
     lo = 0
     for j, o in enumerate(origins):
@@ -282,8 +274,8 @@ def restore_clip(bb, src, out_path, kind="video", fps=0.0, **run):
 
 
 def plan_outputs(paths, suffix, video=False, out=""):
-    """[(input, kind, output)] for every input before any work, kind 'image', 'video' or 'frames'
-    (a folder as one clip with video). An output goes beside its input (or into --out) as
+    """[(input, kind, output)] for every input before any work, kind 'image', 'video', 'gif' (a clip
+    read whole) or 'frames' (a folder as one clip with video). An output goes beside its input (or into --out) as
     <stem><suffix>.png / .mp4; two inputs that would share one (photo.jpg and photo.png) get their
     extension in the name (photo_jpg_...); one still shared, or an output over an input, or a
     folder that cannot be written, is refused: nothing is ever overwritten."""
@@ -297,7 +289,7 @@ def plan_outputs(paths, suffix, video=False, out=""):
         elif not os.path.exists(p):
             fail(f"{p}: no such file or folder")
         else:
-            items.append((p, "video" if media.is_video(p) else "image"))
+            items.append((p, media.file_kind(p)))
     many = len(items) > 1
     if out and not os.path.isdir(out) and many and os.path.splitext(out)[1]:
         fail(f"--out={out} is a file name, but there are {len(items)} inputs; give a folder")
@@ -375,8 +367,8 @@ def main(paths):
     if ddp.RANK == 0:
         print(extensions.in_effect([extensions.coarse_of(p) for p in prompts], decode), flush=True)
     for s, kind, o in tqdm(plan, desc="inputs", disable=len(plan) <= 1 or not progress):
-        gif = kind == "video" and media.is_gif(s)  # read whole (up to --max_gif_pixels)
-        x, rate = (media.read_image(s), None) if kind == "image" else media.read_video(s) if gif else (None, None)
+        x, rate = (media.read_image(s), None) if kind == "image" else media.read_video(s) if kind == "gif" else \
+            (None, None)  # a GIF is read whole (up to --max_gif_pixels)
         run = dict(prompts=prompts, bridge_name=bridge_name, t0=t0, decode=decode, window=window,
                    desc=os.path.basename(os.path.normpath(s)), steps=steps, seed=seed, tile=tile, chunk=chunk,
                    progress=progress)

@@ -17,7 +17,6 @@ with --accum=N does.
 import contextlib
 import itertools
 import os
-import pickle
 import sys
 import time
 import zlib
@@ -32,7 +31,7 @@ import extensions
 import metrics
 import prompt
 from data import dataset, degrade, media, pairs, photos
-from plumbing import ddp, lowbits
+from plumbing import checkpoint, ddp, lowbits
 from plumbing.cli import fail, parse
 
 # ---------------------------------------------------------------- config (override: --key=value)
@@ -175,20 +174,6 @@ def validate(bb, p, zd, seed, bridge_name, t0, chunk=1):
 RESUMED = ("task", "bridge", "t0", "backbone", "seed", "data", "size", "frames", "batch", "lr", "coarse", "gain")
 
 
-def load_checkpoint(path):
-    """A checkpoint's state, or one line naming the file: never running code in it."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        fail(f"{path}: holds pickled Python objects besides tensors; refused (nothing in it was run)")
-    except Exception as e:  # truncated or not a checkpoint: torch raises several types
-        fail(f"{path}: not a readable checkpoint, truncated? ({type(e).__name__}: {' '.join(str(e).split())[:120]}); "
-             f"delete it to start afresh")
-    if not isinstance(ck, dict) or not {"prompt", "optimizer", "rng", "step", "log", "config"} <= set(ck):
-        fail(f"{path}: not a train.py checkpoint")
-    return ck
-
-
 def differences(saved, now):
     """'--flag=now (the checkpoint: saved)' for each setting both record and that differs."""
     return [f"--{k}={now[k]} (the checkpoint: {saved[k]})" for k in RESUMED if k in saved and saved[k] != now[k]]
@@ -268,7 +253,7 @@ def main():
     ckpt_path = os.path.join(out, f"{task}.ckpt.pt")
     settings = dict(task=task, bridge=bridge_name, t0=t0, backbone=bb.name, seed=seed, data=data_source,
                     size=size, frames=frames, batch=batch, lr=lr, coarse=coarse, gain=gain)
-    ck = load_checkpoint(ckpt_path) if resume and os.path.isfile(ckpt_path) else None  # checked before any work
+    ck = checkpoint.load(ckpt_path, "prompt", "train.py") if resume and os.path.isfile(ckpt_path) else None  # checked before any work
     changed = differences(ck["config"], settings) if ck else []
     if changed and not force:
         fail(f"{ckpt_path} was trained otherwise: {', '.join(changed)}; resume with its settings, "
@@ -318,15 +303,8 @@ def main():
         if len(states) != ddp.WORLD * accum:
             fail(f"{ckpt_path} was made with {len(states)} micro-batches per step (processes x --accum); "
                  f"this run has {ddp.WORLD} x {accum}")
-        was_cached = ck["config"]["cache_latents"]
-        if was_cached != cache_latents:
-            fail(f"{ckpt_path} was trained on " + ("cached latents; resume it with --cache_latents" if was_cached
-                                                   else "streamed data; resume it without --cache_latents"))
-        p.load_state_dict(ck["prompt"])
-        opt.load_state_dict(ck["optimizer"])
-        for g, j in zip(gens, slots):
-            g.set_state(states[j])
-        start, log = ck["step"], ck["log"]
+        start, log = checkpoint.resume(ck, ckpt_path, "prompt", p, opt, gens, [states[j] for j in slots],
+                                       "cache_latents", cache_latents, "cached latents")
         say(f"resumed from {ckpt_path} at step {start}")
     elif resume:
         say(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
@@ -338,11 +316,7 @@ def main():
     say(extensions.in_effect([(coarse, gain)]))
 
     def save_ckpt(step, states):
-        state = dict(prompt=p.state_dict(), optimizer=opt.state_dict(), rng=states, step=step,
-                     log=log, config=dict(settings, cache_latents=cache_latents))
-        # re-read before the rename: a full disk fails here, not at the next --resume
-        media.atomic(ckpt_path, lambda tmp: torch.save(state, tmp),
-                     lambda tmp: torch.load(tmp, map_location="cpu", weights_only=True))
+        checkpoint.save(ckpt_path, "prompt", p, opt, states, step, log, dict(settings, cache_latents=cache_latents))
         prompt.save(p, os.path.join(out, f"{task}.safetensors"))
 
     kernels = attention_kernels(bb.device, attention)
@@ -363,9 +337,7 @@ def main():
             if not lead:
                 continue
             rec = validate(bb, p, vd, seed + 2, bridge_name, t0, batch).cpu()
-            q = metrics.quantize
-            val_psnr = sum(metrics.psnr(q(r), q(c)) for r, c in zip(rec, val_clean)) / len(rec)
-            base = sum(metrics.psnr(q(d), q(c)) for d, c in zip(val_deg, val_clean)) / len(val_deg)
+            val_psnr, base = metrics.mean_psnr(rec, val_clean), metrics.mean_psnr(val_deg, val_clean)
             tqdm.write(f"step {step + 1}: loss {sum(log[-50:]) / len(log[-50:]):.4f}, val PSNR {val_psnr:.2f} dB "
                        f"(degraded {base:.2f} dB), {time.time() - t_start:.0f} s")
             media.write_sheet(os.path.join(out, f"{task}_val.png"), list(zip(val_deg, rec, val_clean))[:4])

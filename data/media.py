@@ -338,8 +338,9 @@ def check_size(path, max_pixels, max_gif=0, how="--"):
 
     import imageio.v3 as iio
     from PIL import Image
+    kind = file_kind(path)
     try:
-        if is_video(path) and not is_gif(path):
+        if kind == "video":
             w, h = iio.immeta(path)["size"]
         else:
             with warnings.catch_warnings():  # this check, not PIL's warning, says what is too big
@@ -352,7 +353,7 @@ def check_size(path, max_pixels, max_gif=0, how="--"):
         raise InputError(f"{path}: {w}x{h} px ({w * h / 1e6:.1f} MP a frame) is above the limit of {max_pixels} px "
                          f"({max_pixels / 1e6:g} MP), set so that a restore stays within a few GB of memory; "
                          f"to restore it anyway: {how}max_pixels={w * h}")
-    if not (max_gif and is_gif(path) and os.path.isfile(path)):
+    if not (max_gif and kind == "gif" and os.path.isfile(path)):
         return
     try:
         n, h, w = video_shape(path)
@@ -364,12 +365,10 @@ def check_size(path, max_pixels, max_gif=0, how="--"):
                          f"{n * h * w}, or convert it to mp4, which is read a window at a time")
 
 
-def is_gif(path):
-    return str(path).lower().endswith(".gif")
-
-
-def is_video(path):
-    return os.path.splitext(str(path))[1].lower() in VIDEO_EXTS
+def file_kind(path):
+    """'gif' (a clip read whole), 'video' (a clip read a window at a time) or 'image', by extension."""
+    ext = os.path.splitext(str(path))[1].lower()
+    return "gif" if ext == ".gif" else "video" if ext in VIDEO_EXTS else "image"
 
 
 def list_images(folder):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from . import photos  # photos.photo is looked up on the module, so that tests can patch it
 from . import shapes
-from .media import IMAGE_EXTS, VIDEO_EXTS, InputError, is_video, list_images, read_image, read_video, read_window, resize, video_shape
+from .media import IMAGE_EXTS, VIDEO_EXTS, InputError, file_kind, list_images, read_image, read_video, read_window, resize, video_shape
 
 
 def random_crop(img, size, g, min_scale=0.25, max_scale=1.0):
@@ -137,7 +137,7 @@ def json_list(path, task=None, any_label=False, data_root=""):
 def read(path):
     """An image or video file -> [3, H, W] or [3, F, H, W] in [0, 1]: the one reader of training
     files (tests patch it to count decodes)."""
-    return read_video(path)[0] if is_video(path) else read_image(path)
+    return read_video(path)[0] if file_kind(path) != "image" else read_image(path)
 
 
 class Clip:
@@ -168,7 +168,7 @@ class Clip:
 def load_pair_item(item):
     """A (degraded, clean) pair of paths -> images, or Clips for videos and lists of frame paths."""
     def one(p):
-        return Clip(p) if isinstance(p, list) or is_video(p) else read(p)
+        return Clip(p) if isinstance(p, list) or file_kind(p) != "image" else read(p)
     deg, clean = one(item[0]), one(item[1])
     if tuple(deg.shape) != tuple(clean.shape):
         raise InputError(f"{item[0]}: size {tuple(deg.shape)} differs from its target {tuple(clean.shape)}")
@@ -235,7 +235,7 @@ def load(item):
         return photos.photo(item)
     if item.startswith("shapes:"):
         return shapes.read(item)
-    return Clip(item) if is_video(item) else read(item)
+    return Clip(item) if file_kind(item) != "image" else read(item)
 
 
 def draw(px, synthetic, task, size, frames, video, g):

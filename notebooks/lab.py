@@ -87,18 +87,21 @@ def training_pairs(bb, task, pool, seed):
     return pairs.make_pairs(bb.data, task, pool, bb.train_size, frames, torch.Generator().manual_seed(seed), bb.video)
 
 
-def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, batch=None, lr=None, cache=CACHE):
-    """A paper-form prompt (no extension) trained by train.py's step on `pool` training pairs drawn
-    with `seed`, which also seeds the prompt's init and the training draws. Kept under runs/lab/."""
+def trained(bb, task, seed, bridge_name="ebr", t0=None, steps=600, pool=256, batch=None, lr=None, cache=CACHE,
+            coarse=0, gain=1):
+    """A paper-form prompt trained by train.py's step on `pool` training pairs drawn with `seed`,
+    which also seeds the prompt's init and the training draws. Kept under runs/lab/. coarse > 0:
+    the extension's coarse prompt of that low-pass width and gain (extensions.coarse), same recipe."""
     t0, lr = t0 or bb.t0, lr or bb.train_lr
     at = "" if lr == bb.train_lr else f"-lr{lr:g}"  # the backbone's rate keeps the names prompts were kept under
-    name = f"{task}-{bridge_name}-t0{t0:g}-steps{steps}-pool{pool}{at}-seed{seed}.safetensors"
+    form = f"-coarse{coarse:g}-gain{gain:g}" if coarse else ""
+    name = f"{task}-{bridge_name}{form}-t0{t0:g}-steps{steps}-pool{pool}{at}-seed{seed}.safetensors"
     path = os.path.join(cache, f"{bb.name}-{fingerprint(bb)}", name)
     if os.path.isfile(path):
         return bb.load_prompt(path)
     zd, zc = train.encode_pairs(bb, training_pairs(bb, task, pool, seed), f"encode seed {seed}")
     torch.manual_seed(seed)
-    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0)
+    p = bb.new_prompt(task=task, bridge=bridge_name, t0=t0, **({"coarse": coarse, "gain": gain} if coarse else {}))
     opt = torch.optim.AdamW(p.parameters(), lr=lr)
     gens = [torch.Generator().manual_seed(1_000 + seed)]
     for _ in range(steps):
@@ -128,20 +131,20 @@ def unet(bb, task, seed, steps=600, pool=256, batch=None, lr=1e-3, cache=CACHE):
 
 
 @torch.no_grad()
-def restored(bb, prompts, bridge_name, t0, pair_list, seed=0):
-    """The paper's sampler and the decoded latent (no extension) on every degraded input."""
+def restored(bb, prompts, bridge_name, t0, pair_list, seed=0, decode=extensions.PAPER_DECODE):
+    """The paper's sampler on every degraded input, and the decoded latent (or the extension's `decode`)."""
     if bb.video or len({d.shape for d, _ in pair_list}) > 1:
-        return [sample.restore(bb, d, prompts, bridge_name, t0, extensions.PAPER_DECODE, progress=False, seed=seed)
+        return [sample.restore(bb, d, prompts, bridge_name, t0, decode, progress=False, seed=seed)
                 for d, _ in pair_list]
     # images of one size: through the image backbone as one batch (sample.restore takes [3, N, H, W])
     x = torch.stack([d for d, _ in pair_list], 1)
-    out = sample.restore(bb, x, prompts, bridge_name, t0, extensions.PAPER_DECODE, progress=False, seed=seed, chunk=64)
+    out = sample.restore(bb, x, prompts, bridge_name, t0, decode, progress=False, seed=seed, chunk=64)
     return list(out.unbind(1))
 
 
-def scores(bb, prompts, bridge_name, t0, pair_list, seed=0):
+def scores(bb, prompts, bridge_name, t0, pair_list, seed=0, decode=extensions.PAPER_DECODE):
     """Per-image metrics (PSNR, SSIM: metrics.metrics) of the restorations of pair_list."""
-    outs = restored(bb, prompts, bridge_name, t0, pair_list, seed)
+    outs = restored(bb, prompts, bridge_name, t0, pair_list, seed, decode)
     return [metrics.metrics(o, c) for o, (_, c) in zip(outs, pair_list)]
 
 

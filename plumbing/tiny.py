@@ -14,7 +14,7 @@ tiny-wan:  AutoencoderKLWan (48 channels, 4x space, 4x time) + WanTransformer3DM
            into 16 numbers is 12x compression, too much for a VAE this small (docs/tiny.md).
 The photo backbones' text encoders are random and frozen: a caption still gives its own context, which is all the
 conditioning pathway needs (ByT5 needs no vocabulary file, so nothing is downloaded).
-The tiny FLUX has no CLIP: its pooled vector is the mean of the T5 states (backbones.tiny_pooled).
+The tiny FLUX has no CLIP: its pooled vector is the mean of the T5 states (backbones.t5_context).
 """
 import copy
 

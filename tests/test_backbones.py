@@ -67,13 +67,17 @@ def test_kind_and_its_settings(random_tiny):
         backbones.random_backbone("sdxl", "meta")
 
 
-def test_pack_unpack_and_ids():
+def test_packed_call_packs_unpacks_and_gives_ids():
+    seen = {}
+
+    def tf(**kw):  # an identity transformer: what it is given comes back
+        seen.update(kw)
+        return (kw["hidden_states"],)
     z = torch.randn(2, 16, 6, 8)
-    packed = backbones.FluxBackbone.pack(z)
-    assert packed.shape == (2, 12, 64)
-    assert torch.equal(backbones.FluxBackbone.unpack(packed, 6, 8), z)
-    ids = backbones.FluxBackbone.image_ids(6, 8, "cpu")
-    assert ids.shape == (12, 3) and ids[5].tolist() == [0, 1, 1]  # token 5: row 1, column 1
+    out = backbones.FluxBackbone.packed_call(tf, z, torch.ones(2), torch.zeros(1, 5, 4), None)
+    assert seen["hidden_states"].shape == (2, 12, 64) and torch.equal(out, z)  # 2x2 patches as tokens, and back
+    assert seen["img_ids"].shape == (12, 3) and seen["img_ids"][5].tolist() == [0, 1, 1]  # token 5: row 1, column 1
+    assert seen["txt_ids"].shape == (5, 3) and not seen["txt_ids"].any()
 
 
 def seen_timesteps(bb, x, sigma):

@@ -135,7 +135,7 @@ def test_choose_decode_writes_the_best_scored_decode_into_the_prompt(random_tiny
             f"--prompt={path}", "--keep_detail=0,1,4"]
     code, outp, err = run_here(*args, "--data=heldout")  # the held-out photos are for the tables, never for choosing
     assert code == 2 and "training pairs" in err
-    assert extensions.decode_of(prompt_lib.load(path)) == (None, None, None)
+    assert not set(extensions.DECODE_KEYS) & set(prompt_lib.load(path).meta)  # nothing chosen, nothing written
     code, outp, err = run_here(*args, f"--data={clean_folder}", "--decoded_above=0,0.1", "--min_change=0,0.01")
     assert code == 0, err
     rows = [line.split() for line in outp.splitlines() if line[:1] in "014" and len(line.split()) >= 6]
@@ -144,7 +144,7 @@ def test_choose_decode_writes_the_best_scored_decode_into_the_prompt(random_tiny
     assert set(scores) == {(0.0, 0.0, 0.0)} | {(w, a, f) for w in (1.0, 4.0) for a in (0.0, 0.1) for f in (0.0, 0.01)}
     assert len(chosen) == 1
     assert scores[chosen[0]] == max(scores.values())
-    assert extensions.decode_of(prompt_lib.load(path)) == chosen[0]
+    assert tuple(float(prompt_lib.load(path).meta[k]) for k in extensions.DECODE_KEYS) == chosen[0]
 
 
 def test_paper_metrics_match_scikit_image_on_float_rgb():

@@ -61,7 +61,6 @@ def test_decode_settings_resolution():
     own = prompt_lib.Prompt(2, 4, 1, keep_detail=4, decoded_above=0.2, min_change=0.01)
     none = prompt_lib.Prompt(2, 4, 1)
     width = extensions.PER_KIND["tiny-flux"]["keep_detail"]
-    assert extensions.decode_of(own) == (4.0, 0.2, 0.01) and extensions.decode_of(none) == (None, None, None)
     d = (width, 0.0, 0.0)
     assert extensions.decode_settings("tiny-flux", []) == extensions.decode_settings("tiny-flux", [none]) == d
     assert extensions.decode_settings("tiny-flux", [None]) == d

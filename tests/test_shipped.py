@@ -25,7 +25,7 @@ def test_every_task_has_a_shipped_prompt_and_a_paper_form_one(kind):
         if extensions.coarse_of(p)[0]:  # a coarse prompt: this kind's width, gain and T0
             ext = extensions.defaults(kind)
             assert extensions.coarse_of(p) == (ext["coarse"], ext["gain"]) and float(p.meta["t0"]) == ext["t0"]
-        assert None not in extensions.decode_of(p)  # its decode was chosen (choose_decode.py)
+        assert set(extensions.DECODE_KEYS) <= set(p.meta)  # its decode was chosen (choose_decode.py)
         assert torch.isfinite(p.bank).all() and p.gates.abs().sum() > 0  # trained, not a fresh init
         # --paper finds a prompt of the paper's form for every task, at the backbone's T0
         (q,), _, t0, decode = sample.prepare(bb, [task], paper=True)
