@@ -235,11 +235,18 @@ def flip(x, g):
 @torch.no_grad()
 def round_trip_psnr(vae, items):
     """Mean PSNR (dB, uint8-quantized) of held-out pixels [3, ...] through the VAE and back."""
-    total = 0.0
-    for x in items:
-        rec = (vae.decode(vae.encode(x[None].to(device) * 2 - 1).latent_dist.mode()).sample.float().cpu() + 1) / 2
-        total += metrics.psnr(metrics.quantize(rec[0]), metrics.quantize(x))
-    return round(total / len(items), 2)
+    recs = [(vae.decode(vae.encode(x[None].to(device) * 2 - 1).latent_dist.mode()).sample[0].float().cpu() + 1) / 2
+            for x in items]
+    return round(metrics.mean_psnr(recs, items), 2)
+
+
+def vae_stage(name, vae, vae_step, steps, held, wdir, latents):
+    """Stages 2 and 3 of every backbone: the VAE fitted (its round trip on `held` measured), then
+    latents(encode) of its bank, cached: the normalized latents and their statistics."""
+    print(f"[{name}] 2/5 VAE, {steps} steps")
+    vlog = fit("vae", vae, vae_step, steps, vae_lr, 0.0, os.path.join(wdir, "vae.pt"), lambda: round_trip_psnr(vae, held))
+    print(f"[{name}] 3/5 latent statistics and the bank's latents")
+    return vlog, cached(os.path.join(wdir, "latents.pt"), lambda: latents(lambda x: vae.encode(x).latent_dist.mode()))
 
 
 def transformer_loss(tf, z, ctx, pooled, idx, g, call):
@@ -287,17 +294,11 @@ def pretrain_flux(folder, wdir, names):
         x = b[torch.randint(len(b), (n,), generator=g).to(device)].float() / 127.5 - 1
         return vae_loss(vae, flip(x, g))
 
-    print(f"[tiny-flux] 2/5 VAE, {steps_vae} steps")
-    vlog = fit("vae", vae, vae_step, steps_vae, vae_lr, 0.0, os.path.join(wdir, "vae.pt"),
-               lambda: round_trip_psnr(vae, held))
-
-    print("[tiny-flux] 3/5 latent statistics and the bank's latents")
-    def make_latents():
-        enc = lambda x: vae.encode(x).latent_dist.mode()  # noqa: E731
+    def latents(enc):
         z64, z128 = encode_all(enc, bank[64]), encode_all(enc, bank[128])
         shift, scale = z64.mean().item(), 1.0 / z64.std().item()
         return dict(z64=(z64 - shift) * scale, z128=(z128 - shift) * scale, shift=shift, scale=scale)
-    lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
+    vlog, lat = vae_stage("tiny-flux", vae, vae_step, steps_vae, held, wdir, latents)
     vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
     z64, z128 = lat["z64"].to(device), lat["z128"].to(device)
     ctx, pooled = caption_contexts(parts, list(names.values()), zero_pad=False)
@@ -333,16 +334,11 @@ def pretrain_wan(folder, wdir, names):
         y, xx = torch.randint(33, (2,), generator=g).tolist()
         return vae_loss(vae, flip(x[..., y:y + 32, xx:xx + 32].float() / 127.5 - 1, g))
 
-    print(f"[tiny-wan] 2/5 VAE, {steps_vae} steps")
-    vlog = fit("vae", vae, vae_step, steps_vae, vae_lr, 0.0, os.path.join(wdir, "vae.pt"),
-               lambda: round_trip_psnr(vae, held))
-
-    print("[tiny-wan] 3/5 latent statistics and the bank's latents")
-    def make_latents():
-        z = encode_all(lambda x: vae.encode(x).latent_dist.mode(), bank["clips"], batch=16)
+    def latents(enc):
+        z = encode_all(enc, bank["clips"], batch=16)
         mean, std = z.mean((0, 2, 3, 4)), z.std((0, 2, 3, 4))
         return dict(z=(z - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1), mean=mean.tolist(), std=std.tolist())
-    lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
+    vlog, lat = vae_stage("tiny-wan", vae, vae_step, steps_vae, held, wdir, latents)
     vae.register_to_config(latents_mean=lat["mean"], latents_std=lat["std"])
     z = lat["z"].to(device)
     ctx, _ = caption_contexts(parts, list(names.values()) + [catalogue.GIF_CAPTION], zero_pad=True)
@@ -387,16 +383,11 @@ def pretrain_shapes(folder, wdir, _names):
         x = bx[torch.randint(len(bx), (shapes_vae_batch,), generator=g).to(device)].float() / 127.5 - 1
         return vae_loss(vae, flip(x, g))
 
-    print(f"[tiny-shapes] 2/5 VAE, {steps_vae} steps")
-    vlog = fit("vae", vae, vae_step, steps_vae, vae_lr, 0.0, os.path.join(wdir, "vae.pt"),
-               lambda: round_trip_psnr(vae, held))
-
-    print("[tiny-shapes] 3/5 latent statistics and the bank's latents")
-    def make_latents():
-        z = encode_all(lambda x: vae.encode(x).latent_dist.mode(), bank["x"])
+    def latents(enc):
+        z = encode_all(enc, bank["x"])
         shift, scale = z.mean().item(), 1.0 / z.std().item()
         return dict(z=(z - shift) * scale, shift=shift, scale=scale)
-    lat = cached(os.path.join(wdir, "latents.pt"), make_latents)
+    vlog, lat = vae_stage("tiny-shapes", vae, vae_step, steps_vae, held, wdir, latents)
     vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
     z = lat["z"].to(device)
     texts = ["", *bank["captions"]]  # row 0: the null text

@@ -133,3 +133,22 @@ def transformer_inputs(bb):
         lambda m, a, kw: seen.append({k: tuple(v.shape) for k, v in kw.items() if torch.is_tensor(v)}),
         with_kwargs=True)
     return seen
+
+
+def together(job, n=2, timeout=300):
+    """Run job(0) ... job(n-1) in n threads released at once; the exceptions they raised, in a list."""
+    import threading
+    start, errors = threading.Barrier(n), []
+
+    def one(i):
+        start.wait()
+        try:
+            job(i)
+        except Exception as e:  # noqa: BLE001 (the caller asserts the list is empty)
+            errors.append(e)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, run_here
+from conftest import ROOT, run_here, together
 
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -r requirements-app.txt")
 import gradio as gr  # noqa: E402
@@ -134,19 +134,8 @@ def test_two_requests_at_once_get_what_each_gets_alone(page):
         assert not torch.equal(media.read_image(out), media.read_image(photo))  # a change, not the input back
     assert alone[0][1] != alone[1][1]  # the settings matter
     for _ in range(2):
-        start, got, errors = threading.Barrier(2), [None, None], []
-
-        def request(i):
-            start.wait()
-            try:
-                got[i] = call(app, photo, ALONE[i])
-            except Exception as e:  # noqa: BLE001 (shown by the assert below)
-                errors.append(e)
-        threads = [threading.Thread(target=request, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
+        got = [None, None]
+        errors = together(lambda i: got.__setitem__(i, call(app, photo, ALONE[i])))
         assert not errors, errors
         assert [data for _, data in got] == [data for _, data in alone]
         assert len({out for (out, _, _), _ in got + alone}) == 4  # every request wrote a file of its own

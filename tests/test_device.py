@@ -76,20 +76,25 @@ def test_training_and_validation_stay_on_the_backbones_device(meta_bb, monkeypat
     assert row.shape == px  # eval.py's VAE round-trip row
 
 
+def on_meta(name):
+    """The real architecture `name` with no weights, the shapes its transformer is called with (a list
+    that grows), and restore(*size): one paper-form prompt's 2-step restore of an empty input of that size."""
+    bb = backbones.random_backbone(name, "meta")
+    seen, p = transformer_inputs(bb), bb.new_prompt(task="a")
+    return bb, seen, lambda *size: sample.restore(bb, torch.empty(3, *size, device="meta"), [p], "ebr", 0.4,
+                                                  steps=2, progress=False)
+
+
 def test_real_flux_on_meta_packs_pads_and_tiles_at_real_size():
-    bb = backbones.random_backbone("flux", "meta")
+    bb, seen, restore = on_meta("flux")
     assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 1) == 11.9
     assert bb.prompt_shape == (512, 3072, 57) and bb.tile == 512
-    seen = transformer_inputs(bb)
-    p = bb.new_prompt(task="a")
-    y = sample.restore(bb, torch.empty(3, 512, 512, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
-    assert y.shape == (3, 512, 512)  # one tile: the whole input in one call
+    assert restore(512, 512).shape == (3, 512, 512)  # one tile: the whole input in one call
     tokens = (512 // 16) ** 2  # 8x VAE, then 2x2 latents per token
     assert seen[0]["hidden_states"] == (1, tokens, 64) and seen[0]["img_ids"] == (tokens, 3)
     assert seen[0]["encoder_hidden_states"] == (1, 512, 4096) and seen[0]["txt_ids"] == (512, 3)
     seen.clear()
-    y = sample.restore(bb, torch.empty(3, 1000, 1500, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
-    assert y.shape == (3, 1000, 1500)
+    assert restore(1000, 1500).shape == (3, 1000, 1500)
     # padded to 1008 x 1504 px: latents 126 x 188 in tiles of 64 x 64 overlapping by at least 16:
     # 3 x 4 tiles, one batched call a step, the text context repeated for each tile
     assert [s["hidden_states"] for s in seen] == [(12, tokens, 64)] * 2
@@ -97,17 +102,13 @@ def test_real_flux_on_meta_packs_pads_and_tiles_at_real_size():
 
 
 def test_real_wan_on_meta_pads_frames_and_windows_at_real_size():
-    bb = backbones.random_backbone("wan", "meta")
+    bb, seen, restore = on_meta("wan")
     assert round(sum(q.numel() for q in bb.transformer.parameters()) / 1e9, 3) == 1.419
     assert bb.prompt_shape == (226, 1536, 30) and bb.window == 33
-    seen = transformer_inputs(bb)
-    p = bb.new_prompt(task="a")
-    y = sample.restore(bb, torch.empty(3, 33, 480, 832, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
-    assert y.shape == (3, 33, 480, 832)
+    assert restore(33, 480, 832).shape == (3, 33, 480, 832)
     assert seen[0]["hidden_states"] == (2, 16, 9, 60, 60)  # 33 frames -> 9 latent frames, 8x space, two 480 px tiles
     seen.clear()
-    y = sample.restore(bb, torch.empty(3, 50, 480, 832, device="meta"), [p], "ebr", 0.4, steps=2, progress=False)
-    assert y.shape == (3, 50, 480, 832)  # two windows of 33 frames (0-32, 17-49), each 9 latent frames
+    assert restore(50, 480, 832).shape == (3, 50, 480, 832)  # two windows of 33 frames (0-32, 17-49), each 9 latent frames
     assert len(seen) == 2 * 2 and all(s["hidden_states"] == (2, 16, 9, 60, 60) for s in seen)
 
 

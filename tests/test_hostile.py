@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from data import media
-from conftest import run, run_here
+from conftest import run, run_here, together
 from test_errors import bad, files, folder, one_line, prompts  # noqa: F401 (fixtures)
 
 STEP = ["--steps=1", "--progress=false"]
@@ -168,21 +168,13 @@ def test_a_failed_write_leaves_nothing_and_says_so(flux, folder, monkeypatch):  
 
 def test_two_writers_of_one_file_never_share_a_temporary_name(tmp_path):
     # two trainers saving the same checkpoint at once: each rename is of a whole file of its own
-    import threading
-    path, errors = str(tmp_path / "haze.ckpt.pt"), []
+    path = str(tmp_path / "haze.ckpt.pt")
 
     def saver(k):
-        try:
-            for i in range(200):
-                media.atomic(path, lambda tmp: torch.save({"k": k, "i": i}, tmp),
-                             lambda tmp: torch.load(tmp, weights_only=True))
-        except Exception as e:  # noqa: BLE001 (shown by the assert below)
-            errors.append(e)
-    threads = [threading.Thread(target=saver, args=(k,)) for k in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+        for i in range(200):
+            media.atomic(path, lambda tmp: torch.save({"k": k, "i": i}, tmp),
+                         lambda tmp: torch.load(tmp, weights_only=True))
+    errors = together(saver)
     assert not errors and torch.load(path, weights_only=True)["i"] == 199 and os.listdir(tmp_path) == ["haze.ckpt.pt"]
 
 
