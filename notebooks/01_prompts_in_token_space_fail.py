@@ -91,6 +91,19 @@ def estimates(condition, split_pairs, latents):
 def psnrs(images, split_pairs):
     return [metrics.metrics(o, c)["psnr"] for o, (_, c) in zip(images, split_pairs)]
 
+def seed_plot(results, degraded, title, figsize):
+    """Each conditioning's PSNR, a dot per seed and a bar for its 95% interval, against the input's."""
+    fig, ax = plt.subplots(figsize=figsize)
+    for i, k in enumerate(results):
+        m, h = lab.interval(results[k])
+        ax.scatter([i] * len(results[k]), results[k], s=12, alpha=0.6)
+        ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
+    ax.axhline(degraded, color="gray", ls=":", label="degraded input")
+    ax.set_xticks(range(len(results))); ax.set_xticklabels(list(results), fontsize=8)
+    ax.set_xlabel("conditioning"); ax.set_ylabel("PSNR of the one-step estimate (dB)"); ax.legend(fontsize=8)
+    ax.set_title(f"{title}: each dot a seed (untrained ones: one value), bars the 95% interval", fontsize=9)
+    plt.tight_layout(); plt.show()
+
 splits = {name: lab.held_out(bb, FIG2_TASK, name, N_TEST) for name in ("val", "test")}
 latents = {name: train.encode_pairs(bb, ps, "encode")[0] for name, ps in splits.items()}
 captions = bb.encode_text([shapes.draw(shapes.index("test", i))[1] for i in range(N_TEST)])
@@ -121,16 +134,7 @@ for i in range(3):
     for j, k in enumerate(cols):
         show_px(axes[i, j], d if k == "degraded" else c if k == "clean" else outs[k][i], k if i == 0 else "")
 plt.tight_layout(); plt.show()
-fig, ax = plt.subplots(figsize=(8, 3))
-for i, k in enumerate(fig2):
-    m, h = lab.interval(fig2[k])
-    ax.scatter([i] * len(fig2[k]), fig2[k], s=12, alpha=0.6)
-    ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
-ax.axhline(degraded, color="gray", ls=":", label="degraded input")
-ax.set_xticks(range(len(fig2))); ax.set_xticklabels(list(fig2), fontsize=8)
-ax.set_xlabel("conditioning"); ax.set_ylabel("PSNR of the one-step estimate (dB)"); ax.legend(fontsize=8)
-ax.set_title(f"{FIG2_TASK}: each dot a seed (untrained ones: one value), bars the 95% interval", fontsize=9)
-plt.tight_layout(); plt.show()
+seed_plot(fig2, degraded, FIG2_TASK, (8, 3))
 
 # %%
 ours = fig2["residual prompt"]
@@ -185,16 +189,7 @@ for i in range(4):  # pictures of four crops (seed 0); the numbers over all
         img = d if k == "degraded" else c if k == "clean" else outs[k][i]
         show(axes[i, j], img, (f"{k}\n" if i == 0 else "") + f"{psnr(img, c):.1f} dB", fontsize=8)
 plt.tight_layout(); plt.show()
-fig, ax = plt.subplots(figsize=(7, 3))
-for i, k in enumerate(photo):
-    m, h = lab.interval(photo[k])
-    ax.scatter([i] * len(photo[k]), photo[k], s=12, alpha=0.6)
-    ax.errorbar([i], [m], yerr=[h if h < 1e9 else 0], fmt="k_", capsize=6)
-ax.axhline(degraded_photo, color="gray", ls=":", label="degraded input")
-ax.set_xticks(range(len(photo))); ax.set_xticklabels(list(photo), fontsize=8)
-ax.set_xlabel("conditioning"); ax.set_ylabel("PSNR of the one-step estimate (dB)"); ax.legend(fontsize=8)
-ax.set_title(f"{bb.name}, {FIG2_TASK}: each dot a seed (untrained ones: one value), bars the 95% interval", fontsize=9)
-plt.tight_layout(); plt.show()
+seed_plot(photo, degraded_photo, f"{bb.name}, {FIG2_TASK}", (7, 3))
 
 # %% [markdown]
 # ### Verdicts on the photos
