@@ -346,7 +346,7 @@ def main(paths):
     if not 0 <= fps < float("inf"):
         fail(f"--fps={fps} must be positive (0: 8)")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
-    suffix = "_restored_" + "+".join(os.path.splitext(os.path.basename(n))[0] for n in names)
+    suffix = "_restored_" + "+".join(os.path.splitext(os.path.basename(n))[0] for n in names) + ("_paper" if paper else "")
     plan = plan_outputs(paths, suffix, video, out)
     for s, kind, _ in plan:  # from the headers, before anything loads
         media.check_size(media.list_images(s)[0] if kind == "frames" else s, max_pixels, max_gif_pixels)

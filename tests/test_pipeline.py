@@ -150,6 +150,11 @@ def test_sample_image_any_size_mixed(random_tiny, prompts, tmp_path):
     assert code == 0, err
     dst = tmp_path / "in_restored_tiny-flux-haze+tiny-flux-rain.png"
     assert dst.is_file() and media.read_image(str(dst)).shape == (3, 29, 37)
+    before = dst.read_bytes()
+    code, outp, err = run_here("sample.py", str(src), f"--tasks={tasks}", f"--backbone={random_tiny['tiny-flux']}",
+                               "--steps=4", "--progress=false", "--paper")
+    assert code == 0, err  # the paper's method writes beside the default's output, not over it
+    assert (tmp_path / "in_restored_tiny-flux-haze+tiny-flux-rain_paper.png").is_file() and dst.read_bytes() == before
 
 
 def test_sample_says_when_the_decode_left_the_input_unchanged(random_tiny, prompts, tmp_path):
