@@ -135,7 +135,10 @@ def test_two_requests_at_once_get_what_each_gets_alone(page):
     assert alone[0][1] != alone[1][1]  # the settings matter
     for _ in range(2):
         got = [None, None]
-        errors = together(lambda i: got.__setitem__(i, call(app, photo, ALONE[i])))
+
+        def request(i):
+            got[i] = call(app, photo, ALONE[i])
+        errors = together(request)
         assert not errors, errors
         assert [data for _, data in got] == [data for _, data in alone]
         assert len({out for (out, _, _), _ in got + alone}) == 4  # every request wrote a file of its own
