@@ -35,8 +35,9 @@ def source(name, backbone=None):
     return nb
 
 
-def run(nb, timeout=3600):
-    """Execute in this folder (the notebooks import the repo from '..')."""
+def run(nb, timeout=6 * 3600):
+    """Execute in this folder (the notebooks import the repo from '..'). A cell may train dozens of
+    prompts: on tiny-wan and one thread, notebook 02's T0 sweep alone runs over an hour."""
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": HERE}}).execute()
     return tidy(nb)
