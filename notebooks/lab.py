@@ -34,10 +34,10 @@ CACHE = os.path.join(ROOT, "runs", "lab")  # trained prompts, by backbone and se
 FAST = bool(os.environ.get("YPT_FAST"))  # CI sets this: far fewer steps, same code
 torch.set_num_threads(int(os.environ.get("YPT_THREADS", "2")))  # 1 when a notebook shares the CPU
 
-# T0 is a setting, chosen on validation crops: notebook 02's Fig. 7 sweep on tiny-flux picks 0.6 (the
-# mean normalized score over 5 seeds). Notebooks 03 and 04 train and sample the photo prompts there;
-# a backbone not listed keeps its paper-form T0 (bb.t0).
-VAL_T0 = {"tiny-flux": 0.6}
+# T0 is a setting, chosen on validation crops: notebook 02's Fig. 7 sweep picks 0.6 on tiny-flux and
+# 0.2 on tiny-wan (the mean normalized score over 5 seeds). Notebooks 03 and 04 train and sample the
+# photo prompts there; a backbone not listed keeps its paper-form T0 (bb.t0).
+VAL_T0 = {"tiny-flux": 0.6, "tiny-wan": 0.2}
 
 # The shapes world's experiments (notebooks 00-04 open with them): every arm of every comparison
 # trains STEPS steps per seed and is scored on N_TEST images of the world's test split
