@@ -65,8 +65,8 @@ def buys_table(bb, n_val, n_test, steps, t0, pool=256, lr=None):
             p = lab.trained(bb, task, seed=seed, bridge_name="ebr", t0=t0, steps=steps, pool=pool, lr=lr)
             net = lab.unet(bb, task, seed, steps=steps, pool=pool)
             pr_out, un_out = lab.restored(bb, [p], "ebr", t0, test_t), [baselines.restore_unet(net, d) for d, _ in test_t]
-            row["prompt"].append({m: lab.mean(on(pr_out), m) for m in ("psnr", "ssim")})
-            row["unet"].append({m: lab.mean(on(un_out), m) for m in ("psnr", "ssim")})
+            for k, rows in (("prompt", on(pr_out)), ("unet", on(un_out))):
+                row[k].append({m: lab.mean(rows, m) for m in ("psnr", "ssim")})
             if seed == SEEDS[0]:
                 pics[task] = [test_t[0][0], cl_out[0], un_out[0], pr_out[0], test_t[0][1]]
                 row["learned"] = {"prompt": baselines.count(p), "U-Net": baselines.count(net)}
