@@ -12,7 +12,7 @@ the VAE (L1 + MSE + a tiny KL); latent statistics for its normalization and the 
 transformer (captions dropped 20% of the time); the diffusers folder layout in --out/<name>.
 tiny-shapes draws its images instead of cropping photos, and trains its T5 encoder (one token per
 word) with the transformer, on times shifted towards noise, keeping a moving average of the
-weights; it is judged by prior_score (samples beside real test images, and a number).
+weights; it is judged by shapes.prior_score (samples beside real test images, and a number).
 """
 import copy
 import json
@@ -436,48 +436,13 @@ def sample_sheet(folder, path):
     media.write_image(path, torch.cat(list(frames), dim=2))
 
 
-@torch.no_grad()
-def prior_score(folder, path, n=64, guidance=4.0):
-    """How well the shapes prior knows its world, as a figure and a number. Samples: Euler, 30
-    steps, from noise. The number: the share of samples drawn for the captions of n real test
-    images (classifier-free guidance `guidance`) whose caption shapes.read_back reads back from
-    their pixels (each shape's colour and kind, the background), beside the same share of the real
-    images themselves (under 1: a shape partly hidden by the other is misread). A blob, a smear or
-    a caption ignored fails. The figure: samples from the null text (rows 1-2), samples for the
-    captions of rows 5-6 (rows 3-4), real test images (rows 5-6). Where it fails: the share read
-    back after the VAE's round trip, and from one-step estimates x0 = z_t - t v of the real images'
-    latents noised to t, with their captions and with the null text (equal shares: the words are
-    ignored)."""
+def judge(folder):
+    """The shapes prior judged (shapes.prior_score): samples.png beside its weights, and the numbers."""
     from data import shapes
     bb = backbones.load(folder, device="cpu", keep_text_encoder=True)
-    real, captions = shapes.batch("test", 0, n)
-    g = torch.Generator().manual_seed(0)
-    text = bb.encode_text(captions)
-    pixels = lambda latents: ((bb.decode(latents) + 1) / 2).clamp(0, 1)  # noqa: E731
-
-    def draw(context):
-        x = torch.randn((n,) + bb.latent_shape(bb.train_size, bb.train_size), generator=g)
-        ts = torch.linspace(1, 0, 31)
-        for t, t2 in zip(ts[:-1], ts[1:]):
-            s = torch.full((n,), float(t))
-            v = bb.velocity(x, s)[0]
-            if context is not None:
-                v = v + guidance * (bb.velocity(x, s, context=context)[0] - v)
-            x = x + (t2 - t) * v
-        return pixels(x)
-    free, told = draw(None), draw(text)
-    rows = [torch.cat(list(b[:8]), 2) for b in (free[:8], free[8:16], told[:8], told[8:16], real[:8], real[8:16])]
-    media.write_image(path, torch.cat(rows, 1))
-    share = lambda imgs: round(shapes.read_back(imgs, captions).float().mean().item(), 3)  # noqa: E731
-    z = bb.encode(real * 2 - 1)
-    one_step = {}
-    for t in (0.2, 0.4, 0.6, 0.8):
-        zt = (1 - t) * z + t * torch.randn(z.shape, generator=g)
-        for name, context in (("caption", text), ("null text", None)):
-            one_step[f"t={t}, {name}"] = share(pixels(zt - t * bb.velocity(zt, torch.full((n,), t), context=context)[0]))
-    return dict(samples=n, guidance=guidance, read_back_real_test=share(real),
-                read_back_samples_for_captions=share(told), read_back_vae_round_trip=share(pixels(z)),
-                read_back_one_step_estimates=one_step)
+    scores, sheet = shapes.prior_score(bb)
+    media.write_image(os.path.join(folder, "samples.png"), sheet)
+    return scores
 
 
 def main():
@@ -492,7 +457,7 @@ def main():
             fail(f"--judge_only judges a pre-trained tiny-shapes: --which=tiny-shapes, and {folder} must hold one")
         with open(os.path.join(folder, "pretrain.json")) as f:
             log = json.load(f)
-        log["prior"] = prior_score(folder, os.path.join(folder, "samples.png"))
+        log["prior"] = judge(folder)
         media.write_json(os.path.join(folder, "pretrain.json"), log, indent=1)
         print(json.dumps(log["prior"]))
         return
@@ -506,7 +471,7 @@ def main():
             folder, wdir, names)
         log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads)
         if kind == "tiny-shapes":  # a world with a test split: samples beside real images, and a number
-            log.update(data="shapes.py's train split", prior=prior_score(folder, os.path.join(folder, "samples.png")))
+            log.update(data="shapes.py's train split", prior=judge(folder))
         else:
             log.update(photos=list(names), held_out=list(catalogue.HELD_OUT))
             sample_sheet(folder, os.path.join(folder, "samples.png"))

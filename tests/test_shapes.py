@@ -112,6 +112,16 @@ def test_the_judge_reads_the_world_back_and_fails_blobs():
     assert shapes.read_back(x, caps[1:] + caps[:1]).float().mean() < 0.02
 
 
+def test_words_read_swaps_one_word_of_a_caption():
+    assert [shapes._swap("red ring on blue", w) for w in ("kind", "colour", "bg")] == [
+        "red circle on blue", "green ring on blue", "red ring on green"]
+    bb = backbones.load("tiny-shapes", device="cpu", keep_text_encoder=True)
+    z = bb.encode(shapes.batch("test", 0, 2)[0] * 2 - 1)
+    moved = shapes.words_read(bb, z, shapes.batch("test", 0, 2)[1], torch.Generator().manual_seed(0), times=(0.5,))
+    assert set(moved) == {f"t=0.5, {w}" for w in ("kind", "colour", "bg", "null text")}
+    assert all(v > 0 for v in moved.values())  # each changed caption reaches the velocity
+
+
 def test_lab_intervals_and_verdicts():
     import lab
     m, h = lab.interval([1.0, 2.0, 3.0, 4.0, 5.0])
