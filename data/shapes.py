@@ -179,7 +179,8 @@ def prior_score(bb, n=64, guidance=4.0):
     samples from the null text (rows 1-2), samples for the captions of rows 5-6 (rows 3-4), real
     test images (rows 5-6). Where it fails: the share read back after the VAE's round trip, and
     from one-step estimates x0 = z_t - t v of the real images' latents noised to t, with their
-    captions and with the null text (equal shares: the words are ignored)."""
+    captions and with the null text (equal shares: the words are ignored); and how far each word
+    of a caption moves the velocity (words_read)."""
     real, captions = batch("test", 0, n)
     g = torch.Generator().manual_seed(0)
     text = bb.encode_text(captions)
@@ -206,4 +207,33 @@ def prior_score(bb, n=64, guidance=4.0):
             one_step[f"t={t}, {name}"] = share(pixels(zt - t * bb.velocity(zt, torch.full((n,), t), context=context)[0]))
     return dict(samples=n, guidance=guidance, read_back_real_test=share(real),
                 read_back_samples_for_captions=share(told), read_back_vae_round_trip=share(pixels(z)),
-                read_back_one_step_estimates=one_step), torch.cat(rows, 1)
+                read_back_one_step_estimates=one_step, words_read=words_read(bb, z, captions, g)), torch.cat(rows, 1)
+
+
+def _swap(caption, word):
+    """The caption with its shape's kind, its colour or its background ("kind", "colour", "bg")
+    replaced by another the image does not hold."""
+    things, bg = caption.rsplit(" on ", 1)
+    colour, kind = things.split(" ")[:2]
+    other = [c for c in COLOURS if c not in (colour, bg)][0]
+    if word == "kind":
+        kind = SHAPES[(SHAPES.index(kind) + 1) % len(SHAPES)]
+    colour, bg = (other, bg) if word == "colour" else (colour, other) if word == "bg" else (colour, bg)
+    return f"{colour} {kind} on {bg}"
+
+
+@torch.no_grad()
+def words_read(bb, z, captions, g, times=(0.5, 0.9)):
+    """How much each word of the caption moves the prior: the velocity's relative change
+    |v(caption) - v(changed)| / |v(caption)| at latents z noised to t, when the shape's kind, its
+    colour or the background word is swapped, and when the caption is dropped (null text)."""
+    out = {}
+    for t in times:
+        zt = (1 - t) * z + t * torch.randn(z.shape, generator=g)
+        s = torch.full((len(z),), t)
+        v = bb.velocity(zt, s, context=bb.encode_text(captions))[0]
+        moved = {w: bb.velocity(zt, s, context=bb.encode_text([_swap(c, w) for c in captions]))[0]
+                 for w in ("kind", "colour", "bg")}
+        moved["null text"] = bb.velocity(zt, s)[0]
+        out.update({f"t={t}, {w}": round(float((v - m).norm() / v.norm()), 3) for w, m in moved.items()})
+    return out
