@@ -227,13 +227,14 @@ def words_read(bb, z, captions, g, times=(0.5, 0.9)):
     """How much each word of the caption moves the prior: the velocity's relative change
     |v(caption) - v(changed)| / |v(caption)| at latents z noised to t, when the shape's kind, its
     colour or the background word is swapped, and when the caption is dropped (null text)."""
-    out = {}
+    out, words = {}, ("kind", "colour", "bg")
+    text = bb.encode_text(captions)  # each context once, not once per time
+    swapped = {w: bb.encode_text([_swap(c, w) for c in captions]) for w in words}
     for t in times:
         zt = (1 - t) * z + t * torch.randn(z.shape, generator=g)
         s = torch.full((len(z),), t)
-        v = bb.velocity(zt, s, context=bb.encode_text(captions))[0]
-        moved = {w: bb.velocity(zt, s, context=bb.encode_text([_swap(c, w) for c in captions]))[0]
-                 for w in ("kind", "colour", "bg")}
+        v = bb.velocity(zt, s, context=text)[0]
+        moved = {w: bb.velocity(zt, s, context=swapped[w])[0] for w in words}
         moved["null text"] = bb.velocity(zt, s)[0]
         out.update({f"t={t}, {w}": round(float((v - m).norm() / v.norm()), 3) for w, m in moved.items()})
     return out
