@@ -471,7 +471,8 @@ def main():
         os.makedirs(wdir, exist_ok=True)
         log = {"tiny-flux": pretrain_flux, "tiny-wan": pretrain_wan, "tiny-shapes": pretrain_shapes}[kind](
             folder, wdir, names)
-        log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads)
+        amp = bf16 and (shapes_bf16 if kind == "tiny-shapes" else True)  # what the run really used
+        log.update(seed=seed, device=device, bf16=amp, torch_threads=threads)
         if kind == "tiny-shapes":  # a world with a test split: samples beside real images, and a number
             log.update(data="shapes.py's train split", prior=judge(folder))
         else:
