@@ -169,6 +169,21 @@ def read_back(images, captions):
     return torch.tensor([describe(x) == labels(c) for x, c in zip(images, captions)])
 
 
+def read_parts(images, captions=None):
+    """Shares of images [N, 3, H, W] that read as some image of this world (a named background and
+    shapes of a named kind, no blob), and, given their captions, whose background, shape colours,
+    and shapes (colour and kind) are their caption's: where read_back's all-or-nothing fails."""
+    seen = [describe(x) for x in images]
+    share = lambda hits: round(sum(hits) / len(hits), 3)  # noqa: E731
+    world = share([bool(f) and all(k != "blob" for _, k in f) for f, _ in seen])
+    if captions is None:
+        return dict(of_the_world=world)
+    want = [labels(c) for c in captions]
+    return dict(of_the_world=world, background=share([b == wb for (_, b), (_, wb) in zip(seen, want)]),
+                colours=share([{c for c, _ in f} == {c for c, _ in w} for (f, _), (w, _) in zip(seen, want)]),
+                shapes=share([f == w for (f, _), (w, _) in zip(seen, want)]))
+
+
 @torch.no_grad()
 def prior_score(bb, n=64, guidance=4.0):
     """How well a loaded shapes prior `bb` knows its world: (numbers, figure). Samples: Euler, 30
@@ -180,7 +195,7 @@ def prior_score(bb, n=64, guidance=4.0):
     test images (rows 5-6). Where it fails: the share read back after the VAE's round trip, and
     from one-step estimates x0 = z_t - t v of the real images' latents noised to t, with their
     captions and with the null text (equal shares: the words are ignored); and how far each word
-    of a caption moves the velocity (words_read)."""
+    of a caption moves the velocity (words_read); and read_parts' shares of each set of images."""
     real, captions = batch("test", 0, n)
     g = torch.Generator().manual_seed(0)
     text = bb.encode_text(captions)
@@ -207,6 +222,8 @@ def prior_score(bb, n=64, guidance=4.0):
             one_step[f"t={t}, {name}"] = share(pixels(zt - t * bb.velocity(zt, torch.full((n,), t), context=context)[0]))
     return dict(samples=n, guidance=guidance, read_back_real_test=share(real),
                 read_back_samples_for_captions=share(told), read_back_vae_round_trip=share(pixels(z)),
+                parts={"samples for captions": read_parts(told, captions), "null-text samples": read_parts(free),
+                       "real test": read_parts(real, captions)},
                 read_back_one_step_estimates=one_step, words_read=words_read(bb, z, captions, g)), torch.cat(rows, 1)
 
 

@@ -112,6 +112,17 @@ def test_the_judge_reads_the_world_back_and_fails_blobs():
     assert shapes.read_back(x, caps[1:] + caps[:1]).float().mean() < 0.02
 
 
+def test_read_parts_says_which_part_of_a_caption_fails():
+    x, caps = shapes.batch("test", 0, 100)
+    real = shapes.read_parts(x, caps)
+    assert min(real.values()) > 0.95
+    blobs = shapes.read_parts(extensions.lowpass(x, 8.0), caps)  # blurred: colours and background stay, outlines go
+    assert blobs["background"] > 0.9 and blobs["shapes"] < real["shapes"] / 2 and blobs["of_the_world"] < real["of_the_world"]
+    other = shapes.read_parts(x, caps[1:] + caps[:1])  # another image's caption: its words mostly fail
+    assert other["of_the_world"] == real["of_the_world"] and other["background"] < 0.5 and other["shapes"] < 0.05
+    assert set(shapes.read_parts(x)) == {"of_the_world"}  # without captions, only whether it is of the world
+
+
 def test_words_read_swaps_one_word_of_a_caption():
     assert [shapes._swap("red ring on blue", w) for w in ("kind", "colour", "bg")] == [
         "red circle on blue", "green ring on blue", "red ring on green"]
