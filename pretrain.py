@@ -45,11 +45,11 @@ flux_vae_steps = 16000    # tiny-flux VAE steps (batches alternate vae_batch x 6
 flux_tf_steps = 12000     # tiny-flux transformer steps (batch tf_batch x 64 px, tf_batch/4 x 128 px)
 wan_vae_steps = 10000     # tiny-wan VAE steps (batches of clip_batch 9-frame clips of 32 px)
 wan_tf_steps = 6000       # tiny-wan transformer steps (batch 16 clips of 9 x 64 px)
-shapes_vae_steps = 2000   # tiny-shapes VAE steps (batch shapes_vae_batch x 64 px drawn shapes)
-shapes_tf_steps = 11000   # tiny-shapes transformer + text encoder steps
+shapes_vae_steps = 2500   # tiny-shapes VAE steps (batch shapes_vae_batch x 64 px drawn shapes)
+shapes_tf_steps = 14000   # tiny-shapes transformer + text encoder steps
 shapes_shift = 3.0        # tiny-shapes: training times t -> 3t / (1 + 2t), more of them near noise, where layout forms
 shapes_ema = 0.999        # tiny-shapes: the moving average of the transformer's weights is what ships
-shapes_bf16 = False       # fp32 for the tiny-shapes transformer: 1.5x faster than bf16 autocast on a 2-core CPU
+shapes_bf16 = False       # fp32 for all of tiny-shapes: bf16 autocast is 1.5x slower for it on 2 AMX cores, 30x without AMX
 shapes_vae_batch = 16     # drawn 64 px images per tiny-shapes VAE step
 shapes_tf_batch = 32      # drawn 64 px images (latents) per tiny-shapes transformer step
 judge_only = False        # tiny-shapes: only judge the prior already in --out again (samples.png, pretrain.json)
@@ -240,11 +240,12 @@ def round_trip_psnr(vae, items):
     return round(metrics.mean_psnr(recs, items), 2)
 
 
-def vae_stage(name, vae, vae_step, steps, held, wdir, latents):
+def vae_stage(name, vae, vae_step, steps, held, wdir, latents, amp=None):
     """Stages 2 and 3 of every backbone: the VAE fitted (its round trip on `held` measured), then
     latents(encode) of its bank, cached: the normalized latents and their statistics."""
     print(f"[{name}] 2/5 VAE, {steps} steps")
-    vlog = fit("vae", vae, vae_step, steps, vae_lr, 0.0, os.path.join(wdir, "vae.pt"), lambda: round_trip_psnr(vae, held))
+    vlog = fit("vae", vae, vae_step, steps, vae_lr, 0.0, os.path.join(wdir, "vae.pt"), lambda: round_trip_psnr(vae, held),
+               amp=amp)
     print(f"[{name}] 3/5 latent statistics and the bank's latents")
     return vlog, cached(os.path.join(wdir, "latents.pt"), lambda: latents(lambda x: vae.encode(x).latent_dist.mode()))
 
@@ -270,10 +271,10 @@ def caption_contexts(parts, captions, zero_pad):
 
 
 @torch.no_grad()
-def encode_all(encode, pixels, batch=64):
+def encode_all(encode, pixels, batch=64, amp=None):
     """Latents (posterior modes) of a uint8 bank, in batches; under the training's bf16 autocast
     (in fp32 the 15,000 crops of tiny-flux took over 30 minutes on 2 cores)."""
-    with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
+    with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16 if amp is None else amp):
         return torch.cat([encode(pixels[i:i + batch].to(device).float() / 127.5 - 1).float().cpu()
                           for i in tqdm(range(0, len(pixels), batch), desc="encode bank", mininterval=5)])
 
@@ -384,10 +385,11 @@ def pretrain_shapes(folder, wdir, _names):
         return vae_loss(vae, flip(x, g))
 
     def latents(enc):
-        z = encode_all(enc, bank["x"])
+        z = encode_all(enc, bank["x"], amp=shapes_bf16 and bf16)
         shift, scale = z.mean().item(), 1.0 / z.std().item()
         return dict(z=(z - shift) * scale, shift=shift, scale=scale)
-    vlog, lat = vae_stage("tiny-shapes", vae, vae_step, steps_vae, held, wdir, latents)
+    vlog, lat = vae_stage("tiny-shapes", vae, vae_step, steps_vae, held, wdir, latents,
+                           amp=shapes_bf16 and bf16)
     vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
     z = lat["z"].to(device)
     texts = ["", *bank["captions"]]  # row 0: the null text
@@ -469,7 +471,8 @@ def main():
         os.makedirs(wdir, exist_ok=True)
         log = {"tiny-flux": pretrain_flux, "tiny-wan": pretrain_wan, "tiny-shapes": pretrain_shapes}[kind](
             folder, wdir, names)
-        log.update(seed=seed, device=device, bf16=bf16, torch_threads=threads)
+        amp = bf16 and (shapes_bf16 if kind == "tiny-shapes" else True)  # what the run really used
+        log.update(seed=seed, device=device, bf16=amp, torch_threads=threads)
         if kind == "tiny-shapes":  # a world with a test split: samples beside real images, and a number
             log.update(data="shapes.py's train split", prior=judge(folder))
         else:

@@ -37,7 +37,9 @@ print(f"{bb.name}: prompt {bb.prompt_shape}, T0 {bb.t0}, {bb.train_size} px, lr 
 # images in rows 5-6 (rows 3-4, classifier-free guidance 4), and those real test images. The
 # numbers come from a judge (`shapes.read_back`, which reads a caption back from the pixels: each
 # shape's colour and kind from its outline, the background from the border): the share of samples
-# drawn for a caption that it reads that caption back from, against the share of real images.
+# drawn for a caption that it reads that caption back from, against the share of real images;
+# and, where that all-or-nothing test fails, which part does (`shapes.read_parts`: the share that
+# reads as some image of this world, and those with the caption's background, colour, shape).
 
 # %%
 log = json.load(open(os.path.join(backbones.TINY[WORLD], "pretrain.json")))

@@ -38,7 +38,8 @@ SHAPES_TEXT_LEN = 24  # words (a caption has 4 and the end token; an instruction
 WORDS = ("red green blue yellow purple orange white black cyan pink circle square triangle ring and on "
          "remove the haze rain snow dark low light blur noise from this image photo and make it clear "
          "clean sharp bright restore a an of").split()
-SHAPES_VAE = dict(FLUX_VAE, block_out_channels=[16, 32, 32])  # flat shapes need a quarter of the width
+SHAPES_VAE = dict(FLUX_VAE, block_out_channels=[16, 32, 32, 32], down_block_types=["DownEncoderBlock2D"] * 4,
+                  up_block_types=["UpDecoderBlock2D"] * 4)  # flat shapes: a quarter of the width, 8x: 4 x 4 tokens
 SHAPES_TRANSFORMER = dict(FLUX_TRANSFORMER, num_single_layers=4)
 WAN_VAE = dict(base_dim=16, z_dim=48, dim_mult=[1, 2, 2], num_res_blocks=1, temperal_downsample=[True, True],
                scale_factor_spatial=4, scale_factor_temporal=4,

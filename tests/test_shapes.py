@@ -68,9 +68,9 @@ def test_tiny_shapes_runs_the_flux_path_with_its_own_settings():
     assert bb.kind == "tiny-shapes" and isinstance(bb, backbones.FluxBackbone)
     assert bb.prompt_shape == (tiny.SHAPES_TEXT_LEN, 128, 6) and bb.data == "shapes" and bb.heldout == "shapes-test"
     z = bb.encode(shapes.batch("test", 0, 2)[0] * 2 - 1)
-    assert z.shape == (2, 16, 16, 16)
+    assert z.shape == (2, 16, 8, 8)  # an 8x VAE: 4 x 4 tokens
     v = bb.velocity(z, torch.full((2,), 0.3), [None, bb.new_prompt(task="rain")])
-    assert v.shape == (2, 2, 16, 16, 16) and torch.equal(v[0], v[1])  # a zero-gate prompt changes nothing
+    assert v.shape == (2, 2, 16, 8, 8) and torch.equal(v[0], v[1])  # a zero-gate prompt changes nothing
 
 
 @pytest.mark.skipif(not os.path.isfile(os.path.join(backbones.TINY["tiny-shapes"], "pretrain.json")),
@@ -110,6 +110,17 @@ def test_the_judge_reads_the_world_back_and_fails_blobs():
     square = [i for i, c in enumerate(caps) if "square" in c]  # a rounded square is a blob, not a square
     assert shapes.read_back(blobs[square], [caps[i] for i in square]).float().mean() < 0.05
     assert shapes.read_back(x, caps[1:] + caps[:1]).float().mean() < 0.02
+
+
+def test_read_parts_says_which_part_of_a_caption_fails():
+    x, caps = shapes.batch("test", 0, 100)
+    real = shapes.read_parts(x, caps)
+    assert min(real.values()) > 0.95
+    blobs = shapes.read_parts(extensions.lowpass(x, 8.0), caps)  # blurred: colours and background stay, outlines go
+    assert blobs["background"] > 0.9 and blobs["shapes"] < real["shapes"] / 2 and blobs["of_the_world"] < real["of_the_world"]
+    other = shapes.read_parts(x, caps[1:] + caps[:1])  # another image's caption: its words mostly fail
+    assert other["of_the_world"] == real["of_the_world"] and other["background"] < 0.5 and other["shapes"] < 0.05
+    assert set(shapes.read_parts(x)) == {"of_the_world"}  # without captions, only whether it is of the world
 
 
 def test_words_read_swaps_one_word_of_a_caption():
