@@ -367,6 +367,7 @@ def pretrain_shapes(folder, wdir, _names):
     parts = tiny.build("tiny-shapes", seed + 2)
     vae, tf, enc = parts["vae"].to(device), parts["transformer"].to(device), parts["text_encoder"].to(device)
     steps_vae, steps_tf = vae_steps or shapes_vae_steps, tf_steps or shapes_tf_steps
+    amp = shapes_bf16 and bf16  # every stage of this world: fp32 unless asked
     print(f"[tiny-shapes] 1/5 bank: {shapes_bank} drawn training images of 64 px")
 
     def make_bank():
@@ -385,11 +386,10 @@ def pretrain_shapes(folder, wdir, _names):
         return vae_loss(vae, flip(x, g))
 
     def latents(enc):
-        z = encode_all(enc, bank["x"], amp=shapes_bf16 and bf16)
+        z = encode_all(enc, bank["x"], amp=amp)
         shift, scale = z.mean().item(), 1.0 / z.std().item()
         return dict(z=(z - shift) * scale, shift=shift, scale=scale)
-    vlog, lat = vae_stage("tiny-shapes", vae, vae_step, steps_vae, held, wdir, latents,
-                           amp=shapes_bf16 and bf16)
+    vlog, lat = vae_stage("tiny-shapes", vae, vae_step, steps_vae, held, wdir, latents, amp=amp)
     vae.register_to_config(shift_factor=lat["shift"], scaling_factor=lat["scale"])
     z = lat["z"].to(device)
     texts = ["", *bank["captions"]]  # row 0: the null text
@@ -413,7 +413,7 @@ def pretrain_shapes(folder, wdir, _names):
 
     print(f"[tiny-shapes] 4/5 transformer and text encoder, {steps_tf} steps")
     tlog = fit("transformer", both, tf_step, steps_tf, tf_lr, 0.01, os.path.join(wdir, "transformer.pt"),
-               amp=shapes_bf16 and bf16, ema=shapes_ema)
+               amp=amp, ema=shapes_ema)
     print("[tiny-shapes] 5/5 save")
     tiny.save(folder, {**parts, "vae": vae.cpu(), "transformer": tf.cpu(), "text_encoder": enc.cpu()}, "tiny-shapes")
     return dict(vae_heldout_psnr_db=vlog["eval"], final_loss=round(tlog["loss"][-1], 4),
