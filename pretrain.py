@@ -419,7 +419,7 @@ def pretrain_shapes(folder, wdir, _names):
     return dict(vae_heldout_psnr_db=vlog["eval"], final_loss=round(tlog["loss"][-1], 4),
                 latent_shift=lat["shift"], latent_scale=lat["scale"],
                 minutes=dict(vae=round(vlog["seconds"] / 60, 1), transformer=round(tlog["seconds"] / 60, 1)),
-                steps=dict(vae=steps_vae, transformer=steps_tf))
+                steps=dict(vae=steps_vae, transformer=steps_tf), bf16=amp)
 
 
 @torch.no_grad()
@@ -471,8 +471,8 @@ def main():
         os.makedirs(wdir, exist_ok=True)
         log = {"tiny-flux": pretrain_flux, "tiny-wan": pretrain_wan, "tiny-shapes": pretrain_shapes}[kind](
             folder, wdir, names)
-        amp = bf16 and (shapes_bf16 if kind == "tiny-shapes" else True)  # what the run really used
-        log.update(seed=seed, device=device, bf16=amp, torch_threads=threads)
+        log = {"bf16": bf16, **log}  # tiny-shapes reports its own (fp32 unless asked)
+        log.update(seed=seed, device=device, torch_threads=threads)
         if kind == "tiny-shapes":  # a world with a test split: samples beside real images, and a number
             log.update(data="shapes.py's train split", prior=judge(folder))
         else:
